@@ -1,0 +1,149 @@
+//! Datagram requests: Python's `DatagramRequestHandler`.
+
+use std::io::{self, Cursor};
+use std::net::UdpSocket;
+use std::os::unix::net::UnixDatagram;
+use std::sync::Arc;
+
+use super::{RequestHandler, RequestKind};
+use crate::{Address, ServerHandle};
+
+/// The datagram kind of request (UDP and Unix datagram servers):
+/// `RequestHandler<Datagram>` is Python's `DatagramRequestHandler`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Datagram;
+
+impl RequestKind for Datagram {
+    type Request<'a> = DatagramRequest<'a>;
+    type Options = DatagramOptions;
+
+    /// Python's `DatagramRequestHandler.finish`: send `wfile` back to the
+    /// client, **even when it is empty** (the client then receives an empty
+    /// datagram, exactly as from Python).
+    fn finish_request(request: &mut DatagramRequest<'_>) -> io::Result<()> {
+        request
+            .socket
+            .send_to_address(&request.wfile, &request.client_address)
+            .map(drop)
+    }
+}
+
+/// A datagram handler's class attributes. Python's `DatagramRequestHandler`
+/// has none; this exists so that one day it can grow some without breaking
+/// handlers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DatagramOptions {}
+
+/// The raw request of a datagram server (Python's `(data, socket)` tuple):
+/// what `get_request`, `verify_request` and `process_request` see.
+#[derive(Debug)]
+pub struct Packet<S> {
+    data: Vec<u8>,
+    socket: Arc<S>,
+}
+
+impl<S> Packet<S> {
+    pub(crate) fn new(data: Vec<u8>, socket: Arc<S>) -> Self {
+        Packet { data, socket }
+    }
+
+    /// The datagram's bytes (at most the server's `max_packet_size`).
+    pub fn data(&self) -> &[u8] {
+        &self.data
+    }
+
+    /// The server's socket, shared by every request (Python's `request[1]`).
+    pub fn socket(&self) -> &S {
+        &self.socket
+    }
+}
+
+/// A socket a datagram reply can go out of.
+pub(crate) trait ReplySocket: Send + Sync + 'static {
+    fn send_to_address(&self, data: &[u8], address: &Address) -> io::Result<usize>;
+}
+
+impl ReplySocket for UdpSocket {
+    fn send_to_address(&self, data: &[u8], address: &Address) -> io::Result<usize> {
+        match address {
+            Address::Inet(addr) => self.send_to(data, addr),
+            Address::Unix(_) => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a UDP socket cannot send to a Unix address",
+            )),
+        }
+    }
+}
+
+impl ReplySocket for UnixDatagram {
+    fn send_to_address(&self, data: &[u8], address: &Address) -> io::Result<usize> {
+        match address {
+            Address::Unix(path) if !path.as_os_str().is_empty() => self.send_to(data, path),
+            Address::Unix(_) => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "cannot reply to an unnamed Unix datagram client: the client must bind a path",
+            )),
+            Address::Inet(_) => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a Unix datagram socket cannot send to an Internet address",
+            )),
+        }
+    }
+}
+
+/// One datagram request, as a datagram handler sees it: Python's
+/// `DatagramRequestHandler` instance attributes.
+#[non_exhaustive]
+pub struct DatagramRequest<'a> {
+    /// The datagram's bytes, to read (Python's `self.rfile`, a `BytesIO`).
+    pub rfile: Cursor<&'a [u8]>,
+    /// The reply, sent as one datagram after `finish` (Python's `self.wfile`).
+    pub wfile: Vec<u8>,
+    /// The client's address (Python's `self.client_address`).
+    pub client_address: Address,
+    /// The server that received the datagram (Python's `self.server`).
+    pub server: &'a ServerHandle,
+    socket: &'a dyn ReplySocket,
+}
+
+impl DatagramRequest<'_> {
+    /// The datagram's bytes, whole (Python's `self.request[0]`).
+    pub fn packet(&self) -> &[u8] {
+        self.rfile.get_ref()
+    }
+
+    /// Sends one more datagram to `address` from the server's socket
+    /// (Python's `self.request[1].sendto(data, address)`).
+    pub fn sendto(&self, data: &[u8], address: &Address) -> io::Result<usize> {
+        self.socket.send_to_address(data, address)
+    }
+}
+
+impl std::fmt::Debug for DatagramRequest<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatagramRequest")
+            .field("rfile", &self.rfile)
+            .field("wfile", &self.wfile)
+            .field("client_address", &self.client_address)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Python's `finish_request` for datagram servers: run the handler over the
+/// packet, then send `wfile` back.
+pub(crate) fn finish_datagram_request<S: ReplySocket>(
+    handler: &dyn RequestHandler<Datagram>,
+    packet: &Packet<S>,
+    client_address: Address,
+    server: &ServerHandle,
+) -> io::Result<()> {
+    let mut request = DatagramRequest {
+        rfile: Cursor::new(&packet.data),
+        wfile: Vec::new(),
+        client_address,
+        server,
+        socket: &*packet.socket,
+    };
+    super::run_handler(handler, &mut request)
+}

@@ -1,0 +1,81 @@
+//! Mix-ins: how `process_request` runs a request — in the serving thread
+//! ([`Synchronous`]), a thread of its own ([`ThreadingMixIn`]), a bounded
+//! pool ([`ThreadPoolMixIn`]) or a child process ([`ForkingMixIn`]).
+//!
+//! Python mixes these into a server class by inheritance
+//! (`class ThreadingTCPServer(ThreadingMixIn, TCPServer)`); Rust gives the
+//! server a mix-in type parameter (`Server<Tcp, ThreadingMixIn>`), named
+//! after Python's classes by the aliases in the crate root.
+
+use std::sync::Arc;
+
+use crate::{AddressOf, BaseServer, RequestError, RequestOf};
+
+/// A concurrency policy: what `process_request` does with a request.
+///
+/// Implement it for a policy of your own; [`process_request_thread`] is the
+/// body every policy runs, wherever it runs it.
+pub trait MixIn: Send + Sync + 'static {
+    /// Python's `process_request` for this mix-in: run
+    /// [`process_request_thread`] for the request somewhere.
+    fn process_request<S: BaseServer>(
+        &self,
+        server: &Arc<S>,
+        request: RequestOf<S>,
+        client_address: AddressOf<S>,
+    );
+
+    /// Called by `server_close` after the socket is closed: wait for
+    /// requests in flight, as `block_on_close` says. Defaults to nothing.
+    fn server_close(&self) {}
+
+    /// Called by the default `service_actions`. Defaults to nothing.
+    fn service_actions(&self) {}
+
+    /// Called by the default `handle_timeout`. Defaults to nothing.
+    fn handle_timeout(&self) {}
+}
+
+/// No mix-in: each request is handled in the thread running `serve_forever`,
+/// one at a time (Python's plain `TCPServer`, `UDPServer`, …).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Synchronous;
+
+impl MixIn for Synchronous {
+    fn process_request<S: BaseServer>(
+        &self,
+        server: &Arc<S>,
+        request: RequestOf<S>,
+        client_address: AddressOf<S>,
+    ) {
+        process_request_thread(&**server, request, client_address);
+    }
+}
+
+/// Python's `ThreadingMixIn.process_request_thread`: `finish_request`; on an
+/// error or a panic, `handle_error` (once, with the panic's message and the
+/// client's address); then `shutdown_request` in every case.
+///
+/// Returns whether the request succeeded.
+pub fn process_request_thread<S: BaseServer>(
+    server: &S,
+    request: RequestOf<S>,
+    client_address: AddressOf<S>,
+) -> bool {
+    let error = match crate::panic::catch(|| server.finish_request(&request, &client_address)) {
+        Ok(Ok(())) => None,
+        Ok(Err(err)) => Some(RequestError::Handler(err)),
+        Err(message) => Some(RequestError::Panic(message)),
+    };
+    let ok = error.is_none();
+    if let Some(error) = error {
+        // A panicking handle_error must not skip shutdown_request.
+        if let Err(message) =
+            crate::panic::catch(|| server.handle_error(&request, &client_address, &error))
+        {
+            log::error!("handle_error panicked: {message} (while reporting: {error})");
+        }
+    }
+    server.shutdown_request(request);
+    ok
+}

@@ -1,0 +1,316 @@
+//! [`BaseServer`]: Python's `BaseServer` and its hooks.
+
+use std::io;
+use std::os::fd::RawFd;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::root::Root;
+use super::serve;
+use super::transport::Transport;
+use crate::mixin::MixIn;
+use crate::{Address, RequestError, ServerHandle};
+
+/// The request type of server `S`: `TcpStream` for TCP, `UnixStream` for Unix
+/// stream servers, a [`Packet`](crate::Packet) for datagram servers.
+pub type RequestOf<S> = <<<S as BaseServer>::Base as Root>::Transport as Transport>::Request;
+
+/// The address type of server `S`: `SocketAddr`, or `PathBuf` for Unix.
+pub type AddressOf<S> = <<<S as BaseServer>::Base as Root>::Transport as Transport>::Address;
+
+/// Python's `BaseServer`: the request loop and every hook a subclass may
+/// override.
+///
+/// The crate's servers ([`TCPServer`](crate::TCPServer),
+/// [`UDPServer`](crate::UDPServer), …) implement it. To subclass one, as in
+/// Python, wrap it in a struct of your own, name it as [`Base`](BaseServer::Base),
+/// and override only the hooks you need: every other method keeps its
+/// default, and every default calls the hooks through `self`, so your
+/// overrides are the ones that run — from `serve_forever`, from worker threads,
+/// from forked children. Call `self.base().hook(…)` where Python calls
+/// `super().hook(…)`.
+///
+/// # The call order
+///
+/// ```text
+/// serve_forever / handle_request
+///   → get_request
+///   → verify_request            (false → shutdown_request, done)
+///   → process_request           (the mix-in: here, a thread, a pool, a fork)
+///       → finish_request        (runs the handler: setup, handle, finish)
+///       → handle_error          (if the handler failed or panicked)
+///       → shutdown_request → close_request
+/// serve_forever also calls service_actions after each wake-up;
+/// handle_request calls handle_timeout when its timeout runs out.
+/// ```
+///
+/// # Methods for the caller
+/// [`serve_forever`](BaseServer::serve_forever),
+/// [`handle_request`](BaseServer::handle_request),
+/// [`shutdown`](BaseServer::shutdown),
+/// [`server_close`](BaseServer::server_close),
+/// [`fileno`](BaseServer::fileno),
+/// [`server_address`](BaseServer::server_address),
+/// [`shutdown_handle`](BaseServer::shutdown_handle).
+///
+/// # Methods that may be overridden
+/// [`server_bind`](BaseServer::server_bind),
+/// [`server_activate`](BaseServer::server_activate),
+/// [`get_request`](BaseServer::get_request),
+/// [`verify_request`](BaseServer::verify_request),
+/// [`process_request`](BaseServer::process_request),
+/// [`finish_request`](BaseServer::finish_request),
+/// [`shutdown_request`](BaseServer::shutdown_request),
+/// [`close_request`](BaseServer::close_request),
+/// [`handle_error`](BaseServer::handle_error),
+/// [`handle_timeout`](BaseServer::handle_timeout),
+/// [`service_actions`](BaseServer::service_actions),
+/// [`server_close`](BaseServer::server_close).
+///
+/// # Example: a `verify_request` allow-list
+///
+/// ```
+/// use socketserver::{BaseServer, StreamRequest, TCPServer};
+/// use std::net::{IpAddr, SocketAddr, TcpStream};
+///
+/// /// Python: `class AllowList(socketserver.TCPServer)`.
+/// struct AllowList {
+///     base: TCPServer,
+///     allowed: Vec<IpAddr>,
+/// }
+///
+/// impl BaseServer for AllowList {
+///     type Base = TCPServer;
+///     fn base(&self) -> &TCPServer {
+///         &self.base
+///     }
+///
+///     fn verify_request(&self, _request: &TcpStream, client_address: &SocketAddr) -> bool {
+///         self.allowed.contains(&client_address.ip())
+///     }
+/// }
+///
+/// let server = AllowList {
+///     base: TCPServer::new("127.0.0.1:0", |_: &mut StreamRequest<'_>| Ok(()))?,
+///     allowed: vec!["127.0.0.1".parse().unwrap()],
+/// };
+/// assert!(server.fileno() >= 0);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub trait BaseServer: Send + Sync + Sized + 'static {
+    /// The server this one extends (Python's superclass). For the crate's
+    /// servers, themselves.
+    type Base: Root;
+
+    /// The server this one extends: `self.base().hook()` is Python's
+    /// `super().hook()`.
+    fn base(&self) -> &Self::Base;
+
+    // ---- Methods for the caller ----
+
+    /// Python's `serve_forever(poll_interval)`: handles requests until
+    /// [`shutdown`](BaseServer::shutdown).
+    ///
+    /// It waits in poll(2) on the socket and on a wake-up descriptor, so
+    /// `shutdown()` makes it return at once, and an idle server does not
+    /// wake at all unless `poll_interval` is `Some`: then it wakes that often
+    /// to call [`service_actions`](BaseServer::service_actions) (Python wakes
+    /// every 0.5 s whatever you ask). `service_actions` also runs after every
+    /// request.
+    ///
+    /// Errors from `get_request` never end the loop: they are logged, and
+    /// when descriptors or memory run out (EMFILE, ENFILE, ENOBUFS, ENOMEM)
+    /// the loop backs off from 10 ms to 1 s instead of spinning.
+    ///
+    /// It takes `&Arc<Self>` because mix-ins hand the server to other
+    /// threads. A panicking hook other than the handler (which is caught)
+    /// ends the loop; a later `serve_forever` may start it again.
+    ///
+    /// # Errors
+    ///
+    /// The server is closed, `serve_forever` is already running, or poll(2)
+    /// failed.
+    fn serve_forever(self: &Arc<Self>, poll_interval: Option<Duration>) -> io::Result<()> {
+        serve::serve_forever(self, poll_interval)
+    }
+
+    /// Python's `handle_request()`: waits for one request and handles it.
+    ///
+    /// It waits at most [`timeout`](crate::Server::timeout) (`None`: for
+    /// ever) and then calls [`handle_timeout`](BaseServer::handle_timeout).
+    ///
+    /// # Errors
+    ///
+    /// Unlike Python, which swallows it, an error from `get_request` is
+    /// returned. A closed server is an error.
+    fn handle_request(self: &Arc<Self>) -> io::Result<()> {
+        serve::handle_request(self)
+    }
+
+    /// Python's `shutdown()`: makes `serve_forever` return, and waits until
+    /// it has. See [`ServerHandle::shutdown`] for the details and the error
+    /// (instead of Python's deadlock) when called from the serving thread.
+    fn shutdown(&self) -> io::Result<()> {
+        self.base().root().handle().shutdown()
+    }
+
+    /// A cloneable handle to shut this server down from another thread, a
+    /// signal handler or a request handler.
+    fn shutdown_handle(&self) -> ServerHandle {
+        self.base().root().handle().clone()
+    }
+
+    /// Python's `server_close()`: closes the socket, removes a Unix socket
+    /// file this server made, and lets the mix-in wait for its requests
+    /// (`block_on_close`). Dropping the server calls it; calling it twice is
+    /// harmless.
+    ///
+    /// If you override it, implement `Drop` for your struct to call it too:
+    /// dropping your struct drops only the base, which calls the base's.
+    fn server_close(&self) {
+        let root = self.base().root();
+        root.close();
+        root.mixin.server_close();
+    }
+
+    /// Python's `fileno()`: the listening socket's descriptor, or -1 once
+    /// closed.
+    fn fileno(&self) -> RawFd {
+        self.base().root().fileno()
+    }
+
+    /// Python's `server_address`: after binding, the real address (port 0
+    /// resolved to the port the system chose).
+    fn server_address(&self) -> AddressOf<Self> {
+        self.base().root().server_address()
+    }
+
+    /// The body of Python's `TCPServer.__init__` with `bind_and_activate`:
+    /// [`server_bind`](BaseServer::server_bind) then
+    /// [`server_activate`](BaseServer::server_activate), through `self`, so
+    /// overrides run. On failure the server is closed (no descriptor leaks),
+    /// and the error returned.
+    fn bind_and_activate(&self) -> io::Result<()> {
+        let result = self.server_bind().and_then(|()| self.server_activate());
+        if result.is_err() {
+            self.server_close();
+        }
+        result
+    }
+
+    // ---- Methods that may be overridden ----
+
+    /// Python's `server_bind()`: sets SO_REUSEADDR / SO_REUSEPORT as the
+    /// attributes say, binds, and records the real address.
+    ///
+    /// Override to change the socket before or after binding (Python's
+    /// `http.server.HTTPServer` does); call `self.base().server_bind()` for
+    /// the default.
+    fn server_bind(&self) -> io::Result<()> {
+        self.base().root().bind()
+    }
+
+    /// Python's `server_activate()`: `listen(request_queue_size)` for stream
+    /// servers; nothing for datagram servers.
+    fn server_activate(&self) -> io::Result<()> {
+        self.base().root().activate()
+    }
+
+    /// Python's `get_request()`: accepts a connection, or receives a datagram
+    /// (at most `max_packet_size` bytes). Never blocks: the socket is
+    /// non-blocking and the loop calls it when poll(2) says it is ready.
+    fn get_request(&self) -> io::Result<(RequestOf<Self>, AddressOf<Self>)> {
+        self.base().root().get_request()
+    }
+
+    /// Python's `verify_request()`: return `false` to refuse the request,
+    /// which then goes straight to [`shutdown_request`](BaseServer::shutdown_request).
+    /// Defaults to `true`.
+    fn verify_request(&self, request: &RequestOf<Self>, client_address: &AddressOf<Self>) -> bool {
+        let _ = (request, client_address);
+        true
+    }
+
+    /// Python's `process_request()`: the mix-in decides — in this thread
+    /// ([`Synchronous`](crate::Synchronous)), a new thread, a pool worker or
+    /// a child process — and calls `finish_request`, `handle_error` and
+    /// `shutdown_request` on `self`.
+    fn process_request(
+        self: &Arc<Self>,
+        request: RequestOf<Self>,
+        client_address: AddressOf<Self>,
+    ) {
+        self.base()
+            .root()
+            .mixin
+            .process_request(self, request, client_address);
+    }
+
+    /// Python's `finish_request()`: runs the handler on the request
+    /// (`setup`, `handle`, `finish`). Returns what the handler returned.
+    fn finish_request(
+        &self,
+        request: &RequestOf<Self>,
+        client_address: &AddressOf<Self>,
+    ) -> io::Result<()> {
+        let root = self.base().root();
+        <<Self::Base as Root>::Transport as Transport>::finish_request(
+            root.request_handler(),
+            request,
+            client_address,
+            root.handle(),
+        )
+    }
+
+    /// Python's `shutdown_request()`: for a stream, shuts down the write
+    /// half (so the client sees the end at once), then calls
+    /// [`close_request`](BaseServer::close_request).
+    fn shutdown_request(&self, request: RequestOf<Self>) {
+        <<Self::Base as Root>::Transport as Transport>::shutdown_request(&request);
+        self.close_request(request);
+    }
+
+    /// Python's `close_request()`: closes a stream connection; nothing for a
+    /// datagram (the socket is the server's).
+    fn close_request(&self, request: RequestOf<Self>) {
+        drop(request);
+    }
+
+    /// Python's `handle_error()`: called when the handler returned an error
+    /// or panicked. The server carries on either way.
+    ///
+    /// Defaults to logging at `error` level, through the `log` crate, Python's
+    /// words: `Exception occurred during processing of request from ADDR: …`.
+    /// (Python prints to stderr; with no logger installed, nothing shows.)
+    fn handle_error(
+        &self,
+        request: &RequestOf<Self>,
+        client_address: &AddressOf<Self>,
+        error: &RequestError,
+    ) {
+        let _ = request;
+        let address: Address = client_address.clone().into();
+        log::error!("Exception occurred during processing of request from {address}: {error}");
+    }
+
+    /// Python's `handle_timeout()`: called by `handle_request` when its
+    /// timeout runs out. Defaults to the mix-in's (the forking mix-in reaps
+    /// children; the others do nothing).
+    fn handle_timeout(&self) {
+        self.base().root().mixin.handle_timeout();
+    }
+
+    /// Python's `service_actions()`: called by `serve_forever` after each
+    /// request and each `poll_interval` wake-up. Defaults to the mix-in's
+    /// (the forking mix-in reaps children; the others do nothing).
+    fn service_actions(&self) {
+        self.base().root().mixin.service_actions();
+    }
+}
+
+impl<T: Transport, M: MixIn> BaseServer for super::Server<T, M> {
+    type Base = Self;
+    fn base(&self) -> &Self {
+        self
+    }
+}

@@ -1,0 +1,196 @@
+//! [`ServerHandle`]: shutting a server down from anywhere, without polling.
+//!
+//! Python's `shutdown()` sets a flag that `serve_forever` sees at its next
+//! `select` timeout, so it takes up to `poll_interval` (gh-88932, still open).
+//! Here the flag comes with an eventfd that `serve_forever` polls beside the
+//! listening socket: `shutdown()` writes to it and the loop wakes at once.
+
+use std::fmt;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::{self, ThreadId};
+
+use nix::sys::eventfd::{EfdFlags, EventFd};
+use parking_lot::{Condvar, Mutex};
+
+/// A cheap, cloneable handle that shuts its server down: what `ctrlc`
+/// handlers, other threads and request handlers (as `request.server`) hold.
+///
+/// ```
+/// use socketserver::{BaseServer, StreamRequest, TCPServer};
+/// use std::sync::Arc;
+///
+/// let server = Arc::new(TCPServer::new("127.0.0.1:0", |_: &mut StreamRequest<'_>| Ok(()))?);
+/// let handle = server.shutdown_handle();
+/// let serving = std::thread::spawn({
+///     let server = server.clone();
+///     move || server.serve_forever(None)
+/// });
+/// handle.shutdown()?; // returns once serve_forever has returned
+/// serving.join().unwrap()?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct ServerHandle {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    /// Python's `__shutdown_request`.
+    shutdown_request: AtomicBool,
+    state: Mutex<State>,
+    /// Signalled when `is_shut_down` or `closed` becomes true.
+    changed: Condvar,
+    /// Polled by `serve_forever` beside the listening socket.
+    waker: EventFd,
+}
+
+struct State {
+    /// Python's `__is_shut_down` event: set when `serve_forever` returns.
+    is_shut_down: bool,
+    /// The thread running `serve_forever`, if any.
+    serving: Option<ThreadId>,
+    /// `server_close` has run: no loop will ever come to answer `shutdown`.
+    closed: bool,
+}
+
+impl ServerHandle {
+    pub(crate) fn new() -> io::Result<Self> {
+        let waker = EventFd::from_flags(EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC)?;
+        Ok(ServerHandle {
+            shared: Arc::new(Shared {
+                shutdown_request: AtomicBool::new(false),
+                state: Mutex::new(State {
+                    is_shut_down: false,
+                    serving: None,
+                    closed: false,
+                }),
+                changed: Condvar::new(),
+                waker,
+            }),
+        })
+    }
+
+    /// Python's `shutdown()`: stops the `serve_forever` loop and waits until
+    /// it has returned.
+    ///
+    /// The loop wakes at once (no `poll_interval` wait). Called before
+    /// `serve_forever` starts, it makes the next `serve_forever` return at
+    /// once (as Python). Called after the server is closed, it returns at once.
+    ///
+    /// # Errors
+    ///
+    /// Python deadlocks when `shutdown()` is called from the thread that runs
+    /// `serve_forever` (a handler of a synchronous server). This returns an
+    /// error of kind [`io::ErrorKind::WouldBlock`] instead, and does nothing:
+    /// call [`request_shutdown`](ServerHandle::request_shutdown) there.
+    pub fn shutdown(&self) -> io::Result<()> {
+        let mut state = self.shared.state.lock();
+        if state.serving == Some(thread::current().id()) {
+            return Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                "shutdown() called from the thread running serve_forever() would wait for \
+                 itself for ever; call request_shutdown() from a handler instead",
+            ));
+        }
+        self.request_shutdown();
+        while !state.is_shut_down && !state.closed {
+            self.shared.changed.wait(&mut state);
+        }
+        Ok(())
+    }
+
+    /// Asks `serve_forever` to stop and returns without waiting: the loop
+    /// finishes the request in hand, then returns. Safe from any thread,
+    /// including a handler of a synchronous server (not in Python).
+    pub fn request_shutdown(&self) {
+        self.shared.shutdown_request.store(true, Ordering::SeqCst);
+        self.wake();
+    }
+
+    /// Whether `serve_forever` is running now.
+    pub fn is_serving(&self) -> bool {
+        self.shared.state.lock().serving.is_some()
+    }
+
+    pub(crate) fn shutdown_requested(&self) -> bool {
+        self.shared.shutdown_request.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn waker(&self) -> BorrowedFd<'_> {
+        self.shared.waker.as_fd()
+    }
+
+    /// Empties the eventfd after it woke the loop (or before the loop starts,
+    /// so that a stale wake-up does not spin it).
+    pub(crate) fn drain_waker(&self) {
+        // EAGAIN means it was empty already: nothing to do.
+        let _ = self.shared.waker.read();
+    }
+
+    fn wake(&self) {
+        // The counter saturates long before a failure could matter; EAGAIN
+        // means it is already readable, which is all we need.
+        let _ = self.shared.waker.write(1);
+    }
+
+    /// Marks the server closed: a pending or later `shutdown()` returns at
+    /// once, and a running loop stops.
+    pub(crate) fn close(&self) {
+        self.request_shutdown();
+        self.shared.state.lock().closed = true;
+        self.shared.changed.notify_all();
+    }
+
+    /// Enters `serve_forever`: clears Python's `__is_shut_down`, and leaves
+    /// `__shutdown_request` alone so that an early `shutdown()` still counts.
+    pub(crate) fn start_serving(&self) -> io::Result<Serving<'_>> {
+        let mut state = self.shared.state.lock();
+        if state.closed {
+            return Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "serve_forever() called on a closed server",
+            ));
+        }
+        if state.serving.is_some() {
+            return Err(io::Error::new(
+                io::ErrorKind::ResourceBusy,
+                "serve_forever() is already running in another thread",
+            ));
+        }
+        state.serving = Some(thread::current().id());
+        state.is_shut_down = false;
+        drop(state);
+        self.drain_waker();
+        Ok(Serving { handle: self })
+    }
+}
+
+impl fmt::Debug for ServerHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerHandle")
+            .field("shutdown_request", &self.shutdown_requested())
+            .field("serving", &self.is_serving())
+            .finish()
+    }
+}
+
+/// While alive, `serve_forever` is running; dropping it is Python's
+/// `finally: __shutdown_request = False; __is_shut_down.set()`, and runs
+/// even when the loop unwinds.
+pub(crate) struct Serving<'a> {
+    handle: &'a ServerHandle,
+}
+
+impl Drop for Serving<'_> {
+    fn drop(&mut self) {
+        let shared = &self.handle.shared;
+        let mut state = shared.state.lock();
+        shared.shutdown_request.store(false, Ordering::SeqCst);
+        state.serving = None;
+        state.is_shut_down = true;
+        shared.changed.notify_all();
+    }
+}

@@ -1,0 +1,211 @@
+//! [`Server`]: the struct behind `TCPServer`, `UDPServer`, `UnixStreamServer`
+//! and `UnixDatagramServer`, holding the socket, the handler and Python's
+//! attributes.
+
+use std::fmt;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::{Mutex, RwLock};
+
+use super::transport::{Reuse, Transport};
+use crate::handler::RequestHandler;
+use crate::mixin::{MixIn, Synchronous};
+use crate::ServerHandle;
+
+/// A server of transport `T` ([`Tcp`](crate::Tcp), [`Udp`](crate::Udp),
+/// [`Unix`](crate::Unix), [`UnixDgram`](crate::UnixDgram)) and mix-in `M`
+/// ([`Synchronous`], [`ThreadingMixIn`](crate::ThreadingMixIn), …).
+///
+/// You rarely name it: Python's class names are aliases of it —
+/// [`TCPServer`](crate::TCPServer) is `Server<Tcp, Synchronous>`,
+/// [`ThreadingTCPServer`](crate::ThreadingTCPServer) is
+/// `Server<Tcp, ThreadingMixIn>`, and so on. Its hooks are those of
+/// [`BaseServer`](crate::BaseServer), which it implements.
+///
+/// Python's class attributes are public fields here. Set them on a server
+/// made with `unbound` (Python's `bind_and_activate=False`) before
+/// [`bind_and_activate`](crate::BaseServer::bind_and_activate), or before
+/// sharing the server between threads.
+pub struct Server<T: Transport, M: MixIn = Synchronous> {
+    socket: RwLock<Option<Arc<T::Socket>>>,
+    server_address: Mutex<T::Address>,
+    /// `server_bind` succeeded, so a Unix socket file is ours to remove.
+    bound: AtomicBool,
+    handler: Box<dyn RequestHandler<T::Kind>>,
+    handle: ServerHandle,
+    /// The concurrency mix-in and its settings (e.g. `daemon_threads`).
+    pub mixin: M,
+    /// Python's `timeout`: how long [`handle_request`](crate::BaseServer::handle_request)
+    /// waits before calling `handle_timeout`. Defaults to `None` (for ever).
+    /// `serve_forever` ignores it, as in Python.
+    pub timeout: Option<Duration>,
+    /// Python's `allow_reuse_address`: set SO_REUSEADDR before binding, so a
+    /// restarted server can take a port still in TIME_WAIT. Defaults to
+    /// `false`, as Python (std's `TcpListener::bind` always sets it).
+    /// Internet sockets only.
+    pub allow_reuse_address: bool,
+    /// Python's `allow_reuse_port`: set SO_REUSEPORT, so several processes
+    /// can listen on one port. Defaults to `false`. Internet sockets only
+    /// (CPython gh-128916).
+    pub allow_reuse_port: bool,
+    /// Python's `request_queue_size`: the `listen(2)` backlog. Defaults to
+    /// SOMAXCONN (4096 on Linux; the kernel caps it at
+    /// `net.core.somaxconn`), as Python 3.15 — earlier Pythons used 5, and
+    /// std uses 128, which resets connections under bursts. Stream servers only.
+    pub request_queue_size: i32,
+    /// Python's `max_packet_size`: the longest datagram read; a longer one
+    /// arrives truncated. Defaults to 8192. Datagram servers only.
+    pub max_packet_size: usize,
+}
+
+impl<T: Transport, M: MixIn + Default> Server<T, M> {
+    /// Creates the socket, not yet bound: Python's `TCPServer.__init__` up
+    /// to `bind_and_activate`.
+    pub(crate) fn create(
+        server_address: T::Address,
+        handler: Box<dyn RequestHandler<T::Kind>>,
+    ) -> io::Result<Self> {
+        crate::panic::install_hook();
+        let socket = T::socket(&server_address).map_err(|err| {
+            crate::error::context(err, format_args!("{}: cannot create a socket", T::CLASS))
+        })?;
+        Ok(Server {
+            socket: RwLock::new(Some(Arc::new(socket))),
+            server_address: Mutex::new(server_address),
+            bound: AtomicBool::new(false),
+            handler,
+            handle: ServerHandle::new()?,
+            mixin: M::default(),
+            timeout: None,
+            allow_reuse_address: false,
+            allow_reuse_port: false,
+            request_queue_size: nix::libc::SOMAXCONN,
+            max_packet_size: 8192,
+        })
+    }
+}
+
+impl<T: Transport, M: MixIn> Server<T, M> {
+    /// The handler every request goes to (Python's `RequestHandlerClass`).
+    pub fn request_handler(&self) -> &dyn RequestHandler<T::Kind> {
+        &*self.handler
+    }
+
+    /// The handle that shuts this server down.
+    pub(crate) fn handle(&self) -> &ServerHandle {
+        &self.handle
+    }
+
+    /// The listening socket, or an error once the server is closed.
+    pub(crate) fn socket(&self) -> io::Result<Arc<T::Socket>> {
+        self.socket.read().clone().ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotConnected,
+                format!("{} is closed (server_close was called)", T::CLASS),
+            )
+        })
+    }
+
+    pub(crate) fn fileno(&self) -> RawFd {
+        self.socket
+            .read()
+            .as_ref()
+            .map_or(-1, |socket| socket.as_fd().as_raw_fd())
+    }
+
+    pub(crate) fn server_address(&self) -> T::Address {
+        self.server_address.lock().clone()
+    }
+
+    pub(crate) fn bind(&self) -> io::Result<()> {
+        let socket = self.socket()?;
+        let reuse = Reuse {
+            address: self.allow_reuse_address,
+            port: self.allow_reuse_port,
+        };
+        let requested = self.server_address();
+        let bound = T::bind(&socket, &requested, reuse)?;
+        *self.server_address.lock() = bound;
+        self.bound.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+
+    pub(crate) fn activate(&self) -> io::Result<()> {
+        T::activate(&*self.socket()?, self.request_queue_size).map_err(|err| {
+            crate::error::context(
+                err,
+                format_args!(
+                    "{} could not listen on {:?}",
+                    T::CLASS,
+                    self.server_address()
+                ),
+            )
+        })
+    }
+
+    pub(crate) fn get_request(&self) -> io::Result<(T::Request, T::Address)> {
+        T::get_request(&self.socket()?, self.max_packet_size)
+    }
+
+    /// Closes the socket (Python's `TCPServer.server_close`), removes the
+    /// Unix socket file if this server made it, and tells `shutdown()`
+    /// callers that no loop will answer. Safe to call twice.
+    pub(crate) fn close(&self) {
+        if self.socket.write().take().is_some() && self.bound.swap(false, Ordering::SeqCst) {
+            T::unbind(&self.server_address());
+        }
+        self.handle.close();
+    }
+}
+
+impl<T: Transport, M: MixIn> Drop for Server<T, M> {
+    /// Python's `with` block: leaving it calls `server_close()`.
+    fn drop(&mut self) {
+        crate::BaseServer::server_close(self);
+    }
+}
+
+impl<T: Transport, M: MixIn + fmt::Debug> fmt::Debug for Server<T, M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct(T::CLASS)
+            .field("server_address", &self.server_address())
+            .field("fileno", &self.fileno())
+            .field("mixin", &self.mixin)
+            .field("timeout", &self.timeout)
+            .field("allow_reuse_address", &self.allow_reuse_address)
+            .field("allow_reuse_port", &self.allow_reuse_port)
+            .field("request_queue_size", &self.request_queue_size)
+            .field("max_packet_size", &self.max_packet_size)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The server a [`BaseServer`](crate::BaseServer) extends: one of the
+/// crate's [`Server`]s (Python's superclass, `TCPServer` and the like).
+///
+/// Sealed: implemented by [`Server`] only.
+pub trait Root: private::Sealed + Send + Sync + 'static {
+    /// The transport: [`Tcp`](crate::Tcp), [`Udp`](crate::Udp), …
+    type Transport: Transport;
+    /// The concurrency mix-in.
+    type MixIn: MixIn;
+    /// The server itself.
+    fn root(&self) -> &Server<Self::Transport, Self::MixIn>;
+}
+
+impl<T: Transport, M: MixIn> Root for Server<T, M> {
+    type Transport = T;
+    type MixIn = M;
+    fn root(&self) -> &Self {
+        self
+    }
+}
+
+mod private {
+    pub trait Sealed {}
+    impl<T: super::Transport, M: super::MixIn> Sealed for super::Server<T, M> {}
+}

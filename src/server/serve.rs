@@ -1,0 +1,111 @@
+//! The request loop: Python's `serve_forever`, `handle_request` and
+//! `_handle_request_noblock`.
+
+use std::io;
+use std::os::fd::AsFd;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::base::BaseServer;
+use super::root::Root;
+use super::selector::{self, AcceptBackoff, Ready};
+use super::transport::Transport;
+use crate::RequestError;
+
+fn class<S: BaseServer>() -> &'static str {
+    <<S::Base as Root>::Transport as Transport>::CLASS
+}
+
+pub(crate) fn serve_forever<S: BaseServer>(
+    server: &Arc<S>,
+    poll_interval: Option<Duration>,
+) -> io::Result<()> {
+    let root = server.base().root();
+    let handle = root.handle();
+    let _serving = handle.start_serving()?;
+    let mut backoff = AcceptBackoff::default();
+    while !handle.shutdown_requested() {
+        let ready = match backoff.delay() {
+            // Accept keeps failing while the listener stays readable: sleep
+            // on the waker alone, then try again.
+            Some(delay) => match selector::select(None, Some(handle.waker()), Some(delay))? {
+                Ready::Timeout => Ready::Request,
+                woke => woke,
+            },
+            None => {
+                let socket = match root.socket() {
+                    Ok(socket) => socket,
+                    // server_close() from another thread: it asked us to stop.
+                    Err(_) if handle.shutdown_requested() => break,
+                    Err(err) => return Err(err),
+                };
+                selector::select(Some(socket.as_fd()), Some(handle.waker()), poll_interval)?
+            }
+        };
+        // bpo-35017: a shutdown() that came during the wait wins over a
+        // request that came with it.
+        if handle.shutdown_requested() {
+            break;
+        }
+        match ready {
+            Ready::Wake => handle.drain_waker(),
+            Ready::Request => match handle_request_noblock(server) {
+                Ok(()) => backoff.succeeded(class::<S>()),
+                // Nothing was there after all (another thread took it, or
+                // the client gave up): not a failure.
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                    backoff.succeeded(class::<S>())
+                }
+                Err(err) => backoff.failed(class::<S>(), &err),
+            },
+            Ready::Timeout => {}
+        }
+        server.service_actions();
+    }
+    Ok(())
+}
+
+pub(crate) fn handle_request<S: BaseServer>(server: &Arc<S>) -> io::Result<()> {
+    let root = server.base().root();
+    let deadline = root.timeout.map(|timeout| Instant::now() + timeout);
+    loop {
+        let socket = root.socket()?;
+        let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        match selector::select(Some(socket.as_fd()), None, remaining)? {
+            Ready::Request => match handle_request_noblock(server) {
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => continue,
+                result => return result,
+            },
+            // A signal (EINTR) or the timeout: only the deadline ends the wait.
+            Ready::Timeout | Ready::Wake => {
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    server.handle_timeout();
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+/// Python's `_handle_request_noblock`: one request, from `get_request` to
+/// `process_request` (or `shutdown_request` when refused). Only
+/// `get_request`'s error comes back; the rest is reported through
+/// `handle_error` or the log, so the loop never dies of one connection.
+fn handle_request_noblock<S: BaseServer>(server: &Arc<S>) -> io::Result<()> {
+    let (request, client_address) = server.get_request()?;
+    match crate::panic::catch(|| server.verify_request(&request, &client_address)) {
+        Ok(true) => {
+            if let Err(message) =
+                crate::panic::catch(|| server.process_request(request, client_address))
+            {
+                log::error!("{}: process_request panicked: {message}", class::<S>());
+            }
+        }
+        Ok(false) => server.shutdown_request(request),
+        Err(message) => {
+            server.handle_error(&request, &client_address, &RequestError::Panic(message));
+            server.shutdown_request(request);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,152 @@
+//! [`Transport`]: what differs between TCP, UDP, Unix stream and Unix
+//! datagram servers — Python's `TCPServer`/`UDPServer` method overrides and
+//! `address_family`/`socket_type` attributes.
+
+use std::fmt;
+use std::io;
+use std::os::fd::AsFd;
+use std::path::Path;
+use std::sync::Arc;
+
+use socket2::SockRef;
+
+use crate::error::bind_error;
+use crate::handler::{RequestHandler, RequestKind};
+use crate::{Address, ServerHandle};
+
+/// One kind of server socket: [`Tcp`](crate::Tcp), [`Udp`](crate::Udp),
+/// [`Unix`](crate::Unix) or [`UnixDgram`](crate::UnixDgram).
+///
+/// Sealed: its methods are the crate's own. What a user can change is the
+/// [`BaseServer`](crate::BaseServer) hooks that call them.
+pub trait Transport: private::Sealed + Send + Sync + Sized + 'static {
+    /// Python's class name, for messages: `"TCPServer"`, `"UDPServer"`, …
+    const CLASS: &'static str;
+    /// The kind of handler it runs: [`Stream`](crate::Stream) or
+    /// [`Datagram`](crate::Datagram).
+    type Kind: RequestKind;
+    /// The listening socket (`TcpListener`, `UdpSocket`, …).
+    type Socket: AsFd + Send + Sync + 'static;
+    /// What `get_request` returns (Python's `request`): a connected stream,
+    /// or a [`Packet`](crate::Packet).
+    type Request: Send + 'static;
+    /// Server and client addresses: `SocketAddr`, or `PathBuf` for Unix.
+    type Address: Clone + Into<Address> + fmt::Debug + Send + Sync + 'static;
+
+    #[doc(hidden)]
+    fn socket(address: &Self::Address) -> io::Result<Self::Socket>;
+    #[doc(hidden)]
+    fn bind(
+        socket: &Self::Socket,
+        address: &Self::Address,
+        reuse: Reuse,
+    ) -> io::Result<Self::Address>;
+    #[doc(hidden)]
+    fn activate(socket: &Self::Socket, request_queue_size: i32) -> io::Result<()>;
+    #[doc(hidden)]
+    fn get_request(
+        socket: &Arc<Self::Socket>,
+        max_packet_size: usize,
+    ) -> io::Result<(Self::Request, Self::Address)>;
+    #[doc(hidden)]
+    fn shutdown_request(request: &Self::Request);
+    #[doc(hidden)]
+    fn finish_request(
+        handler: &dyn RequestHandler<Self::Kind>,
+        request: &Self::Request,
+        client_address: &Self::Address,
+        server: &ServerHandle,
+    ) -> io::Result<()>;
+    /// Undoes what `bind` left on the file system (the Unix socket file).
+    #[doc(hidden)]
+    fn unbind(address: &Self::Address) {
+        let _ = address;
+    }
+}
+
+/// The address-reuse attributes `server_bind` applies before `bind(2)`.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy)]
+pub struct Reuse {
+    pub(crate) address: bool,
+    pub(crate) port: bool,
+}
+
+/// `server_bind` for Internet sockets: SO_REUSEADDR and SO_REUSEPORT as
+/// asked, `bind(2)`, then the real address (port 0 resolved).
+pub(crate) fn bind_inet(
+    class: &str,
+    socket: SockRef<'_>,
+    address: &std::net::SocketAddr,
+    reuse: Reuse,
+) -> io::Result<std::net::SocketAddr> {
+    let fail = |err| bind_error(class, address, err);
+    socket.set_reuse_address(reuse.address).map_err(fail)?;
+    if reuse.port {
+        socket.set_reuse_port(true).map_err(fail)?;
+    }
+    socket.bind(&(*address).into()).map_err(fail)?;
+    socket
+        .local_addr()
+        .map_err(fail)?
+        .as_socket()
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                "bound address is not an Internet address",
+            )
+        })
+}
+
+/// `server_bind` for Unix sockets. SO_REUSEPORT is never set on them (Linux
+/// 6.12.9 rejects it: CPython gh-128916), and SO_REUSEADDR means nothing
+/// there. A path that exists already is refused, naming the path.
+pub(crate) fn bind_unix(class: &str, socket: SockRef<'_>, path: &Path) -> io::Result<()> {
+    let address =
+        socket2::SockAddr::unix(path).map_err(|err| bind_error(class, &path.display(), err))?;
+    socket.bind(&address).map_err(|err| {
+        if err.kind() == io::ErrorKind::AddrInUse {
+            io::Error::new(
+                err.kind(),
+                format!(
+                    "{class} could not bind {}: the file exists already — another server is \
+                     using it, or an earlier run left it behind (remove it if stale) ({err})",
+                    path.display()
+                ),
+            )
+        } else {
+            bind_error(class, &path.display(), err)
+        }
+    })
+}
+
+mod private {
+    pub trait Sealed {}
+    impl Sealed for crate::Tcp {}
+    impl Sealed for crate::Udp {}
+    impl Sealed for crate::Unix {}
+    impl Sealed for crate::UnixDgram {}
+}
+
+/// Resolves a bind address: a host name gives its first IPv4 address if it
+/// has one (Python's `AF_INET` default), else its first address.
+pub(crate) fn resolve(
+    class: &str,
+    address: impl std::net::ToSocketAddrs,
+) -> io::Result<std::net::SocketAddr> {
+    let candidates: Vec<_> = address
+        .to_socket_addrs()
+        .map_err(|err| io::Error::new(err.kind(), format!("{class}: bad server address: {err}")))?
+        .collect();
+    candidates
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(candidates.first())
+        .copied()
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{class}: the server address resolved to nothing"),
+            )
+        })
+}

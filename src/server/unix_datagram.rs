@@ -1,0 +1,86 @@
+//! [`UnixDgram`]: Python's `UnixDatagramServer`.
+
+use std::io;
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use socket2::{Domain, SockRef, Socket, Type};
+
+use super::transport::{bind_unix, Reuse, Transport};
+use super::unix_stream::remove_socket_file;
+use super::Server;
+use crate::handler::{finish_datagram_request, Datagram, Packet, RequestHandler};
+use crate::mixin::MixIn;
+use crate::ServerHandle;
+
+/// The Unix datagram transport: `Server<UnixDgram, M>` is Python's
+/// `UnixDatagramServer`. A client must bind a path of its own to get replies.
+#[derive(Debug, Clone, Copy)]
+pub struct UnixDgram;
+
+impl Transport for UnixDgram {
+    const CLASS: &'static str = "UnixDatagramServer";
+    type Kind = Datagram;
+    type Socket = UnixDatagram;
+    type Request = Packet<UnixDatagram>;
+    type Address = PathBuf;
+
+    fn socket(_: &PathBuf) -> io::Result<UnixDatagram> {
+        let socket = Socket::new(Domain::UNIX, Type::DGRAM, None)?;
+        socket.set_nonblocking(true)?;
+        Ok(socket.into())
+    }
+
+    fn bind(socket: &UnixDatagram, path: &PathBuf, _: Reuse) -> io::Result<PathBuf> {
+        bind_unix(Self::CLASS, SockRef::from(socket), path)?;
+        Ok(path.clone())
+    }
+
+    fn activate(_: &UnixDatagram, _: i32) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn get_request(
+        socket: &Arc<UnixDatagram>,
+        max_packet_size: usize,
+    ) -> io::Result<(Packet<UnixDatagram>, PathBuf)> {
+        let mut data = vec![0; max_packet_size];
+        let (len, address) = socket.recv_from(&mut data)?;
+        data.truncate(len);
+        let address = address.as_pathname().map(Into::into).unwrap_or_default();
+        Ok((Packet::new(data, Arc::clone(socket)), address))
+    }
+
+    fn shutdown_request(_: &Packet<UnixDatagram>) {}
+
+    fn finish_request(
+        handler: &dyn RequestHandler<Datagram>,
+        request: &Packet<UnixDatagram>,
+        client_address: &PathBuf,
+        server: &ServerHandle,
+    ) -> io::Result<()> {
+        finish_datagram_request(handler, request, client_address.clone().into(), server)
+    }
+
+    fn unbind(path: &PathBuf) {
+        remove_socket_file(path);
+    }
+}
+
+impl<M: MixIn + Default> Server<UnixDgram, M> {
+    /// Python's `UnixDatagramServer(path, RequestHandlerClass)`.
+    pub fn new(path: impl AsRef<Path>, handler: impl RequestHandler<Datagram>) -> io::Result<Self> {
+        let server = Self::unbound(path, handler)?;
+        crate::BaseServer::bind_and_activate(&server)?;
+        Ok(server)
+    }
+
+    /// Python's `UnixDatagramServer(..., bind_and_activate=False)`.
+    pub fn unbound(
+        path: impl AsRef<Path>,
+        handler: impl RequestHandler<Datagram>,
+    ) -> io::Result<Self> {
+        Server::create(path.as_ref().to_path_buf(), Box::new(handler))
+    }
+}

@@ -1,0 +1,116 @@
+//! [`Unix`]: Python's `UnixStreamServer`.
+
+use std::io;
+use std::net::Shutdown;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use socket2::{Domain, SockRef, Socket, Type};
+
+use super::transport::{bind_unix, Reuse, Transport};
+use super::Server;
+use crate::handler::{finish_stream_request, Connection, RequestHandler, Stream};
+use crate::mixin::MixIn;
+use crate::ServerHandle;
+
+/// The Unix stream transport: `Server<Unix, M>` is Python's
+/// `UnixStreamServer`. The socket file is removed when the server closes
+/// (Python leaves it behind).
+#[derive(Debug, Clone, Copy)]
+pub struct Unix;
+
+impl Transport for Unix {
+    const CLASS: &'static str = "UnixStreamServer";
+    type Kind = Stream;
+    type Socket = UnixListener;
+    type Request = UnixStream;
+    type Address = PathBuf;
+
+    fn socket(_: &PathBuf) -> io::Result<UnixListener> {
+        let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
+        socket.set_nonblocking(true)?;
+        Ok(socket.into())
+    }
+
+    fn bind(socket: &UnixListener, path: &PathBuf, _: Reuse) -> io::Result<PathBuf> {
+        bind_unix(Self::CLASS, SockRef::from(socket), path)?;
+        Ok(path.clone())
+    }
+
+    fn activate(socket: &UnixListener, request_queue_size: i32) -> io::Result<()> {
+        SockRef::from(socket).listen(request_queue_size)
+    }
+
+    fn get_request(socket: &Arc<UnixListener>, _: usize) -> io::Result<(UnixStream, PathBuf)> {
+        let (stream, address) = socket.accept()?;
+        Ok((
+            stream,
+            address.as_pathname().map(Into::into).unwrap_or_default(),
+        ))
+    }
+
+    fn shutdown_request(request: &UnixStream) {
+        let _ = request.shutdown(Shutdown::Write);
+    }
+
+    fn finish_request(
+        handler: &dyn RequestHandler<Stream>,
+        request: &UnixStream,
+        client_address: &PathBuf,
+        server: &ServerHandle,
+    ) -> io::Result<()> {
+        let address = client_address.clone().into();
+        finish_stream_request(handler, Connection::Unix(request), address, server)
+    }
+
+    fn unbind(path: &PathBuf) {
+        remove_socket_file(path);
+    }
+}
+
+/// Removes the socket file this server bound; a file already gone is fine.
+pub(crate) fn remove_socket_file(path: &Path) {
+    if let Err(err) = std::fs::remove_file(path) {
+        if err.kind() != io::ErrorKind::NotFound {
+            log::warn!("could not remove socket file {}: {err}", path.display());
+        }
+    }
+}
+
+impl<M: MixIn + Default> Server<Unix, M> {
+    /// Python's `UnixStreamServer(path, RequestHandlerClass)`: creates the
+    /// socket file and listens.
+    ///
+    /// # Errors
+    ///
+    /// If the path exists already (another server's socket, or a stale file
+    /// from an earlier run), the error says so and names the path; nothing is
+    /// removed.
+    ///
+    /// ```
+    /// use socketserver::{BaseServer, StreamRequest, UnixStreamServer};
+    /// let dir = std::env::temp_dir().join(format!("doc-unix-{}", std::process::id()));
+    /// std::fs::create_dir_all(&dir)?;
+    /// let path = dir.join("echo.sock");
+    /// let server = UnixStreamServer::new(&path, |_: &mut StreamRequest<'_>| Ok(()))?;
+    /// assert!(path.exists());
+    /// server.server_close();
+    /// assert!(!path.exists(), "the socket file goes with the server");
+    /// # std::fs::remove_dir(&dir)?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn new(path: impl AsRef<Path>, handler: impl RequestHandler<Stream>) -> io::Result<Self> {
+        let server = Self::unbound(path, handler)?;
+        crate::BaseServer::bind_and_activate(&server)?;
+        Ok(server)
+    }
+
+    /// Python's `UnixStreamServer(..., bind_and_activate=False)`.
+    pub fn unbound(
+        path: impl AsRef<Path>,
+        handler: impl RequestHandler<Stream>,
+    ) -> io::Result<Self> {
+        Server::create(path.as_ref().to_path_buf(), Box::new(handler))
+    }
+}
