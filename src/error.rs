@@ -20,6 +20,9 @@ pub enum RequestError {
     Handler(io::Error),
     /// The handler panicked; the message and where it happened.
     Panic(String),
+    /// The mix-in could not run the request: no thread or process could be
+    /// started (EAGAIN at the thread or process limit, ENOMEM).
+    Process(io::Error),
 }
 
 impl fmt::Display for RequestError {
@@ -27,6 +30,7 @@ impl fmt::Display for RequestError {
         match self {
             RequestError::Handler(err) => write!(f, "handler failed: {err}"),
             RequestError::Panic(msg) => write!(f, "handler panicked: {msg}"),
+            RequestError::Process(err) => write!(f, "could not process the request: {err}"),
         }
     }
 }
@@ -34,7 +38,7 @@ impl fmt::Display for RequestError {
 impl Error for RequestError {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
         match self {
-            RequestError::Handler(err) => Some(err),
+            RequestError::Handler(err) | RequestError::Process(err) => Some(err),
             RequestError::Panic(_) => None,
         }
     }

@@ -7,7 +7,17 @@
 //! server a mix-in type parameter (`Server<Tcp, ThreadingMixIn>`), named
 //! after Python's classes by the aliases in the crate root.
 
+mod forking;
+mod in_flight;
+mod pool;
+mod threading;
+
+pub use forking::ForkingMixIn;
+pub use pool::{Dispatch, Overload, PoolStats, ThreadPoolMixIn};
+pub use threading::{ThreadingMixIn, DEFAULT_STACK_SIZE};
+
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::{AddressOf, BaseServer, RequestError, RequestOf};
 
@@ -34,6 +44,13 @@ pub trait MixIn: Send + Sync + 'static {
 
     /// Called by the default `handle_timeout`. Defaults to nothing.
     fn handle_timeout(&self) {}
+
+    /// The server's [`timeout`](crate::Server::timeout) when it is made:
+    /// the forking mix-in's 300 s, as Python's `ForkingMixIn.timeout`.
+    /// Defaults to `None`.
+    fn default_timeout(&self) -> Option<Duration> {
+        None
+    }
 }
 
 /// No mix-in: each request is handled in the thread running `serve_forever`,

@@ -63,6 +63,7 @@ pub type AddressOf<S> = <<<S as BaseServer>::Base as Root>::Transport as Transpo
 /// [`shutdown_request`](BaseServer::shutdown_request),
 /// [`close_request`](BaseServer::close_request),
 /// [`handle_error`](BaseServer::handle_error),
+/// [`reject_request`](BaseServer::reject_request),
 /// [`handle_timeout`](BaseServer::handle_timeout),
 /// [`service_actions`](BaseServer::service_actions),
 /// [`server_close`](BaseServer::server_close).
@@ -291,6 +292,21 @@ pub trait BaseServer: Send + Sync + Sized + 'static {
         let _ = request;
         let address: Address = client_address.clone().into();
         log::error!("Exception occurred during processing of request from {address}: {error}");
+    }
+
+    /// Called instead of `process_request` when the
+    /// [`ThreadPoolMixIn`](crate::ThreadPoolMixIn) is full and its policy is
+    /// [`Overload::Reject`](crate::mixin::Overload::Reject) (not in Python).
+    /// Override it to tell the client first (write "busy" to the
+    /// connection); call `self.base().reject_request(…)` to finish.
+    ///
+    /// Defaults to logging at `debug` level (the pool counts rejections:
+    /// [`PoolStats::rejected`](crate::mixin::PoolStats::rejected)) and
+    /// [`shutdown_request`](BaseServer::shutdown_request).
+    fn reject_request(&self, request: RequestOf<Self>, client_address: AddressOf<Self>) {
+        let address: Address = client_address.into();
+        log::debug!("thread pool full: request from {address} refused");
+        self.shutdown_request(request);
     }
 
     /// Python's `handle_timeout()`: called by `handle_request` when its

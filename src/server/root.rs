@@ -73,14 +73,15 @@ impl<T: Transport, M: MixIn + Default> Server<T, M> {
         let socket = T::socket(&server_address).map_err(|err| {
             crate::error::context(err, format_args!("{}: cannot create a socket", T::CLASS))
         })?;
+        let mixin = M::default();
         Ok(Server {
             socket: RwLock::new(Some(Arc::new(socket))),
             server_address: Mutex::new(server_address),
             bound: AtomicBool::new(false),
             handler,
             handle: ServerHandle::new()?,
-            mixin: M::default(),
-            timeout: None,
+            timeout: mixin.default_timeout(),
+            mixin,
             allow_reuse_address: false,
             allow_reuse_port: false,
             request_queue_size: nix::libc::SOMAXCONN,

@@ -2,6 +2,7 @@
 
 use std::io;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
 
 use socket2::{Domain, SockRef, Socket, Type};
@@ -44,6 +45,10 @@ impl Transport for Tcp {
         // accept4(2) without SOCK_NONBLOCK: the connection is blocking, as a
         // handler expects, whatever the listener is.
         socket.accept()
+    }
+
+    fn readiness(request: &TcpStream) -> Option<BorrowedFd<'_>> {
+        Some(request.as_fd())
     }
 
     fn shutdown_request(request: &TcpStream) {

@@ -4,7 +4,7 @@
 
 use std::fmt;
 use std::io;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -57,6 +57,13 @@ pub trait Transport: private::Sealed + Send + Sync + Sized + 'static {
         client_address: &Self::Address,
         server: &ServerHandle,
     ) -> io::Result<()>;
+    /// The descriptor that becomes readable when the client has sent
+    /// something: the connection for streams, none for datagrams.
+    #[doc(hidden)]
+    fn readiness(request: &Self::Request) -> Option<BorrowedFd<'_>> {
+        let _ = request;
+        None
+    }
     /// Undoes what `bind` left on the file system (the Unix socket file).
     #[doc(hidden)]
     fn unbind(address: &Self::Address) {

@@ -2,6 +2,7 @@
 
 use std::io;
 use std::net::Shutdown;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -48,6 +49,10 @@ impl Transport for Unix {
             stream,
             address.as_pathname().map(Into::into).unwrap_or_default(),
         ))
+    }
+
+    fn readiness(request: &UnixStream) -> Option<BorrowedFd<'_>> {
+        Some(request.as_fd())
     }
 
     fn shutdown_request(request: &UnixStream) {

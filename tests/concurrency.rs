@@ -1,0 +1,645 @@
+//! The Threading and ThreadPool variants of CPython's server tests, its
+//! threading error-handler tests and test_close_immediately, and what this
+//! crate adds: panic isolation in every mode, slow clients against a small
+//! pool, graceful shutdown under load, the pool's overload policies.
+//! Forking lives in tests/forking.rs; process-wide counts (threads,
+//! descriptors) in files of their own.
+
+mod util;
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::os::unix::net::{UnixDatagram, UnixStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use socketserver::mixin::{Dispatch, Overload};
+use socketserver::{
+    AddressOf, BaseServer, DatagramRequest, MixIn, RequestHandler, RequestOf, Server,
+    StreamOptions, StreamRequest, Synchronous, Tcp, ThreadPoolMixIn, ThreadPoolTCPServer,
+    ThreadPoolUDPServer, ThreadPoolUnixDatagramServer, ThreadPoolUnixStreamServer, ThreadingMixIn,
+    ThreadingTCPServer, ThreadingUDPServer, ThreadingUnixDatagramServer, ThreadingUnixStreamServer,
+};
+use util::{
+    bounded, line_echo, serve, tcp_exchange, unix_path, Recorder, CLIENT_TIMEOUT, TEST_STR,
+};
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+fn datagram_line_echo(request: &mut DatagramRequest<'_>) -> io::Result<()> {
+    let mut line = Vec::new();
+    request.rfile.read_until(b'\n', &mut line)?;
+    request.wfile.write_all(&line)
+}
+
+/// CPython's `run_server`, for any mode: echo ×3, shutdown, close, fd -1.
+fn run_server<S: BaseServer>(server: S, examine: impl Fn(AddressOf<S>)) {
+    let server = Arc::new(server);
+    let serving = serve(&server, Some(Duration::from_millis(10)));
+    for _ in 0..3 {
+        examine(server.server_address());
+    }
+    server.shutdown().unwrap();
+    serving.join().unwrap().unwrap();
+    server.server_close();
+    assert_eq!(server.fileno(), -1);
+}
+
+fn unix_stream_examine(address: PathBuf) {
+    let stream = UnixStream::connect(address).unwrap();
+    stream.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
+    (&stream).write_all(TEST_STR).unwrap();
+    let mut reply = Vec::new();
+    BufReader::new(&stream)
+        .read_until(b'\n', &mut reply)
+        .unwrap();
+    assert_eq!(reply, TEST_STR);
+}
+
+fn udp_examine(address: SocketAddr) {
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    client.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
+    client.send_to(TEST_STR, address).unwrap();
+    let mut buf = [0; 100];
+    let n = client.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], TEST_STR);
+}
+
+fn unix_dgram_examine(address: PathBuf) {
+    let client_path = unix_path("client");
+    let client = UnixDatagram::bind(&client_path).unwrap();
+    client.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
+    client.send_to(TEST_STR, address).unwrap();
+    let mut buf = [0; 100];
+    let n = client.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], TEST_STR);
+    std::fs::remove_file(client_path).unwrap();
+}
+
+/// CPython: `test_ThreadingTCPServer`.
+#[test]
+fn test_threading_tcp_server() {
+    bounded(LIMIT, || {
+        let server = ThreadingTCPServer::new("127.0.0.1:0", line_echo).unwrap();
+        run_server(server, |a| assert_eq!(tcp_exchange(a, TEST_STR), TEST_STR));
+    });
+}
+
+/// CPython: `test_ThreadingUnixStreamServer`.
+#[test]
+fn test_threading_unix_stream_server() {
+    bounded(LIMIT, || {
+        let server = ThreadingUnixStreamServer::new(unix_path("ts"), line_echo).unwrap();
+        run_server(server, unix_stream_examine);
+    });
+}
+
+/// CPython: `test_ThreadingUDPServer`.
+#[test]
+fn test_threading_udp_server() {
+    bounded(LIMIT, || {
+        let server = ThreadingUDPServer::new("127.0.0.1:0", datagram_line_echo).unwrap();
+        run_server(server, udp_examine);
+    });
+}
+
+/// CPython: `test_ThreadingUnixDatagramServer`.
+#[test]
+fn test_threading_unix_datagram_server() {
+    bounded(LIMIT, || {
+        let server = ThreadingUnixDatagramServer::new(unix_path("td"), datagram_line_echo).unwrap();
+        run_server(server, unix_dgram_examine);
+    });
+}
+
+/// The pool's versions of the four server tests.
+#[test]
+fn test_thread_pool_servers() {
+    bounded(LIMIT, || {
+        let server = ThreadPoolTCPServer::new("127.0.0.1:0", line_echo).unwrap();
+        run_server(server, |a| assert_eq!(tcp_exchange(a, TEST_STR), TEST_STR));
+        let server = ThreadPoolUnixStreamServer::new(unix_path("ps"), line_echo).unwrap();
+        run_server(server, unix_stream_examine);
+        let server = ThreadPoolUDPServer::new("127.0.0.1:0", datagram_line_echo).unwrap();
+        run_server(server, udp_examine);
+        let server =
+            ThreadPoolUnixDatagramServer::new(unix_path("pd"), datagram_line_echo).unwrap();
+        run_server(server, unix_dgram_examine);
+    });
+}
+
+/// CPython: `test_close_immediately` — a threading server closed before any
+/// request has nothing to join and does not fail.
+#[test]
+fn test_close_immediately() {
+    bounded(LIMIT, || {
+        let server = ThreadingTCPServer::new("127.0.0.1:0", line_echo).unwrap();
+        server.server_close();
+        assert_eq!(server.mixin.tracked_threads(), 0);
+        let pool = ThreadPoolTCPServer::new("127.0.0.1:0", line_echo).unwrap();
+        pool.server_close();
+    });
+}
+
+/// CPython: `MiscTestCase.test_threads_reaped` — ten requests through
+/// `handle_request`, and finished threads are not kept.
+#[test]
+fn test_threads_reaped() {
+    bounded(LIMIT, || {
+        let server = Arc::new(ThreadingTCPServer::new("127.0.0.1:0", line_echo).unwrap());
+        for _ in 0..10 {
+            let address = server.server_address();
+            let client = std::thread::spawn(move || tcp_exchange(address, TEST_STR));
+            server.handle_request().unwrap();
+            assert_eq!(client.join().unwrap(), TEST_STR);
+        }
+        assert!(server.mixin.tracked_threads() < 10);
+        server.server_close();
+        assert_eq!(server.mixin.tracked_threads(), 0);
+    });
+}
+
+/// CPython: `ErrorHandlerTest.test_threading_handled` (and, since a Rust
+/// panic is Python's ordinary exception, `test_threading_not_handled`'s
+/// Rust counterpart): the error reaches `handle_error` on the worker thread,
+/// and `shutdown_request` still runs.
+#[test]
+fn test_threading_handled() {
+    bounded(LIMIT, || {
+        for fail in [
+            || Err(io::Error::other("Test error")),
+            || -> io::Result<()> { panic!("Test error") },
+        ] {
+            let log = Arc::new(Mutex::new(String::new()));
+            let handler_log = Arc::clone(&log);
+            let handler = move |_: &mut StreamRequest<'_>| {
+                handler_log.lock().push_str("Handler called\n");
+                fail()
+            };
+            let server = Arc::new(Recorder::new(
+                ThreadingTCPServer::new("127.0.0.1:0", handler).unwrap(),
+            ));
+            drop(TcpStream::connect(server.server_address()).unwrap());
+            server.handle_request().unwrap();
+            server.server_close(); // joins the thread: the log is complete
+            assert_eq!(*log.lock(), "Handler called\n");
+            assert_eq!(server.count("handle_error"), 1, "{:?}", server.calls());
+            assert!(server.calls()[1].contains("Test error"));
+            assert_eq!(server.count("shutdown_request"), 1);
+        }
+    });
+}
+
+/// Sends `total` requests from `clients` threads, every other one a panic,
+/// and checks that every good one is answered.
+fn hammer(address: SocketAddr, total: usize, clients: usize) -> usize {
+    let answered = Arc::new(AtomicUsize::new(0));
+    let threads: Vec<_> = (0..clients)
+        .map(|c| {
+            let answered = Arc::clone(&answered);
+            std::thread::spawn(move || {
+                for i in (c..total).step_by(clients) {
+                    let stream = TcpStream::connect(address).unwrap();
+                    stream.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
+                    let good = i % 2 == 0;
+                    let message = if good {
+                        format!("ok {i}\n")
+                    } else {
+                        "panic\n".to_owned()
+                    };
+                    (&stream).write_all(message.as_bytes()).unwrap();
+                    let reply = util::read_to_end(&stream);
+                    if good {
+                        assert_eq!(reply, message.as_bytes(), "request {i}");
+                        answered.fetch_add(1, Ordering::SeqCst);
+                    } else {
+                        assert!(reply.is_empty(), "a panicking request is closed unanswered");
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    answered.load(Ordering::SeqCst)
+}
+
+fn panicky(request: &mut StreamRequest<'_>) -> io::Result<()> {
+    let mut line = Vec::new();
+    request.rfile.read_until(b'\n', &mut line)?;
+    if line == b"panic\n" {
+        panic!("asked to panic");
+    }
+    request.wfile.write_all(&line)
+}
+
+/// 10,000 requests, every other one panicking: every good one is answered,
+/// every panic reported once through `handle_error`, in the given mode.
+fn panic_isolation<M: MixIn + Default>() {
+    const TOTAL: usize = 10_000;
+    let server = Arc::new(Recorder::new(
+        Server::<Tcp, M>::new("127.0.0.1:0", panicky).unwrap(),
+    ));
+    let serving = serve(&server, None);
+    let answered = hammer(server.server_address(), TOTAL, 8);
+    server.shutdown().unwrap();
+    serving.join().unwrap().unwrap();
+    server.server_close();
+    assert_eq!(answered, TOTAL / 2);
+    assert_eq!(server.count("handle_error"), TOTAL / 2);
+    assert_eq!(server.count("shutdown_request"), TOTAL);
+}
+
+#[test]
+fn panic_isolation_synchronous() {
+    bounded(LIMIT, panic_isolation::<Synchronous>);
+}
+
+#[test]
+fn panic_isolation_threading() {
+    bounded(LIMIT, panic_isolation::<ThreadingMixIn>);
+}
+
+#[test]
+fn panic_isolation_thread_pool() {
+    bounded(LIMIT, || {
+        panic_isolation::<ThreadPoolMixIn>();
+    });
+}
+
+/// A failing or panicking handler never costs the pool a worker: a pool of
+/// one serves on after a thousand panics.
+#[test]
+fn pool_keeps_its_workers_through_panics() {
+    bounded(LIMIT, || {
+        let mut server = ThreadPoolTCPServer::new("127.0.0.1:0", panicky).unwrap();
+        server.mixin.workers = 1;
+        let server = Arc::new(server);
+        let serving = serve(&server, None);
+        assert_eq!(hammer(server.server_address(), 2000, 4), 1000);
+        let stats = server.mixin.stats();
+        assert_eq!(stats.served, 2000);
+        assert_eq!(stats.active, 0);
+        server.shutdown().unwrap();
+        serving.join().unwrap().unwrap();
+    });
+}
+
+/// A handler with a read/write timeout.
+struct TimedEcho(Duration);
+
+impl RequestHandler for TimedEcho {
+    fn options(&self) -> StreamOptions {
+        StreamOptions {
+            timeout: Some(self.0),
+            ..StreamOptions::default()
+        }
+    }
+    fn handle(&self, request: &mut StreamRequest<'_>) -> io::Result<()> {
+        line_echo(request)
+    }
+}
+
+/// Slow clients: a pool of 4 workers, 50 connections that never send a
+/// byte, and a real client still served within timeout + 1 s — the
+/// connections wait for readability outside the pool.
+#[test]
+fn slowloris_does_not_starve_the_pool() {
+    bounded(LIMIT, || {
+        let timeout = Duration::from_secs(2);
+        let mut server = ThreadPoolTCPServer::new("127.0.0.1:0", TimedEcho(timeout)).unwrap();
+        server.mixin.workers = 4;
+        let server = Arc::new(server);
+        let serving = serve(&server, None);
+        let silent: Vec<_> = (0..50)
+            .map(|_| TcpStream::connect(server.server_address()).unwrap())
+            .collect();
+        let started = Instant::now();
+        assert_eq!(tcp_exchange(server.server_address(), TEST_STR), TEST_STR);
+        let waited = started.elapsed();
+        eprintln!("real client served after {waited:?} behind 50 silent connections");
+        assert!(waited < timeout + Duration::from_secs(1), "{waited:?}");
+        // Accepted in order before the real client, all fifty wait for
+        // readability outside the pool: none holds a worker.
+        assert_eq!(server.mixin.stats().waiting, 50);
+        drop(silent);
+        server.shutdown().unwrap();
+        serving.join().unwrap().unwrap();
+    });
+}
+
+/// Without readiness dispatch (`Dispatch::Immediately`, a plain FIFO), the
+/// same 50 silent connections hold the 4 workers and the real client waits
+/// — the reason for the default.
+#[test]
+fn fifo_dispatch_is_starved_by_slowloris() {
+    bounded(LIMIT, || {
+        let timeout = Duration::from_secs(1);
+        let mut server = ThreadPoolTCPServer::new("127.0.0.1:0", TimedEcho(timeout)).unwrap();
+        server.mixin.workers = 4;
+        server.mixin.dispatch = Dispatch::Immediately;
+        server.mixin.block_on_close = false;
+        let server = Arc::new(server);
+        let serving = serve(&server, None);
+        let silent: Vec<_> = (0..50)
+            .map(|_| TcpStream::connect(server.server_address()).unwrap())
+            .collect();
+        let client = TcpStream::connect(server.server_address()).unwrap();
+        client
+            .set_read_timeout(Some(timeout + Duration::from_secs(1)))
+            .unwrap();
+        (&client).write_all(TEST_STR).unwrap();
+        let err = (&client).read(&mut [0; 16]).unwrap_err();
+        assert_eq!(
+            err.kind(),
+            io::ErrorKind::WouldBlock,
+            "not served within timeout + 1 s"
+        );
+        drop(silent);
+        server.shutdown().unwrap();
+        serving.join().unwrap().unwrap();
+    });
+}
+
+/// A silent connection is closed after the idle timeout, unserved.
+#[test]
+fn pool_closes_connections_silent_past_the_idle_timeout() {
+    bounded(LIMIT, || {
+        let mut server = ThreadPoolTCPServer::new("127.0.0.1:0", line_echo).unwrap();
+        server.mixin.dispatch = Dispatch::WhenReadable {
+            idle_timeout: Some(Duration::from_millis(200)),
+        };
+        let server = Arc::new(server);
+        let serving = serve(&server, None);
+        let silent = TcpStream::connect(server.server_address()).unwrap();
+        silent.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
+        assert!(
+            util::read_to_end(&silent).is_empty(),
+            "closed by the server"
+        );
+        assert_eq!(server.mixin.stats().expired, 1);
+        assert_eq!(server.mixin.stats().served, 0);
+        server.shutdown().unwrap();
+        serving.join().unwrap().unwrap();
+    });
+}
+
+/// A server that answers "busy" when the pool refuses a request.
+struct Busy {
+    base: ThreadPoolTCPServer,
+}
+
+impl BaseServer for Busy {
+    type Base = ThreadPoolTCPServer;
+    fn base(&self) -> &ThreadPoolTCPServer {
+        &self.base
+    }
+    fn reject_request(&self, request: RequestOf<Self>, client_address: AddressOf<Self>) {
+        let _ = (&request).write_all(b"busy\n");
+        self.base().reject_request(request, client_address);
+    }
+}
+
+/// `Overload::Reject`: with the one worker busy and the queue full, the
+/// next request is refused at once through `reject_request` (here, a
+/// "busy" reply); counters say so.
+#[test]
+fn pool_reject_policy_answers_busy() {
+    bounded(LIMIT, || {
+        let (entered, in_handler) = mpsc::channel();
+        let entered = Mutex::new(entered);
+        let release = Arc::new(Barrier::new(2));
+        let handler_release = Arc::clone(&release);
+        let handler = move |r: &mut StreamRequest<'_>| -> io::Result<()> {
+            let mut line = Vec::new();
+            r.rfile.read_until(b'\n', &mut line)?;
+            if line == b"hold\n" {
+                entered.lock().send(()).unwrap();
+                handler_release.wait();
+            }
+            r.wfile.write_all(&line)
+        };
+        let mut base = ThreadPoolTCPServer::new("127.0.0.1:0", handler).unwrap();
+        base.mixin.workers = 1;
+        base.mixin.queue_size = 1;
+        base.mixin.overload = Overload::Reject;
+        base.mixin.dispatch = Dispatch::Immediately;
+        let server = Arc::new(Busy { base });
+        let serving = serve(&server, None);
+        let address = server.server_address();
+
+        let holder = std::thread::spawn(move || tcp_exchange(address, b"hold\n"));
+        in_handler.recv().unwrap(); // the worker is busy
+        let queued = TcpStream::connect(address).unwrap(); // fills the queue
+        queued.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
+        (&queued).write_all(b"queued\n").unwrap();
+        let refused = TcpStream::connect(address).unwrap();
+        refused.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
+        assert_eq!(util::read_to_end(&refused), b"busy\n");
+        let stats = server.base.mixin.stats();
+        assert_eq!(
+            (stats.rejected, stats.active, stats.queued),
+            (1, 1, 1),
+            "{stats:?}"
+        );
+
+        release.wait();
+        assert_eq!(holder.join().unwrap(), b"hold\n");
+        assert_eq!(
+            util::read_to_end(&queued),
+            b"queued\n",
+            "queued requests are served"
+        );
+        server.shutdown().unwrap();
+        serving.join().unwrap().unwrap();
+    });
+}
+
+/// `Overload::Wait`: when full, the accept loop waits; every request is
+/// eventually served, none refused.
+#[test]
+fn pool_wait_policy_applies_backpressure() {
+    bounded(LIMIT, || {
+        let mut server = ThreadPoolTCPServer::new("127.0.0.1:0", line_echo).unwrap();
+        server.mixin.workers = 2;
+        server.mixin.queue_size = 2;
+        let server = Arc::new(server);
+        let serving = serve(&server, None);
+        let address = server.server_address();
+        let clients: Vec<_> = (0..40)
+            .map(|i| std::thread::spawn(move || tcp_exchange(address, format!("{i}\n").as_bytes())))
+            .collect();
+        for (i, c) in clients.into_iter().enumerate() {
+            assert_eq!(c.join().unwrap(), format!("{i}\n").as_bytes());
+        }
+        let stats = server.mixin.stats();
+        assert_eq!((stats.served, stats.rejected), (40, 0));
+        server.shutdown().unwrap();
+        serving.join().unwrap().unwrap();
+    });
+}
+
+/// Records each accepted request, so a test knows when all are in.
+struct Counting<B> {
+    base: B,
+    accepted: Mutex<mpsc::Sender<()>>,
+}
+
+impl<B: socketserver::Root + BaseServer<Base = B>> BaseServer for Counting<B> {
+    type Base = B;
+    fn base(&self) -> &B {
+        &self.base
+    }
+    fn verify_request(&self, _: &RequestOf<Self>, _: &AddressOf<Self>) -> bool {
+        self.accepted.lock().send(()).unwrap();
+        true
+    }
+}
+
+const REPLY_LEN: usize = 64 * 1024;
+
+/// Reads a first line, then a second, then replies with 64 KiB.
+fn two_part(request: &mut StreamRequest<'_>) -> io::Result<()> {
+    let mut line = Vec::new();
+    request.rfile.read_until(b'\n', &mut line)?;
+    request.rfile.read_until(b'\n', &mut line)?;
+    let reply: Vec<u8> = (0..REPLY_LEN).map(|i| (i % 251) as u8).collect();
+    request.wfile.write_all(&reply)
+}
+
+/// Graceful shutdown under load: 200 connections mid-exchange when
+/// `shutdown()` comes; every one accepted gets its full reply, and
+/// `server_close` waits for them.
+fn graceful_shutdown<M: MixIn + Default>(configure: impl FnOnce(&mut M)) {
+    const CONNECTIONS: usize = 200;
+    let (accepted, accepted_rx) = mpsc::channel();
+    let mut base = Server::<Tcp, M>::new("127.0.0.1:0", two_part).unwrap();
+    configure(&mut base.mixin);
+    let server = Arc::new(Counting {
+        base,
+        accepted: Mutex::new(accepted),
+    });
+    let serving = serve(&server, None);
+    let address = server.server_address();
+    let clients: Vec<_> = (0..CONNECTIONS)
+        .map(|_| {
+            let stream = TcpStream::connect(address).unwrap();
+            stream.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
+            (&stream).write_all(b"first half\n").unwrap();
+            stream
+        })
+        .collect();
+    for _ in 0..CONNECTIONS {
+        accepted_rx.recv().unwrap();
+    }
+    server.shutdown().unwrap(); // stops accepting; requests are mid-exchange
+    serving.join().unwrap().unwrap();
+    let closing = {
+        let server = Arc::clone(&server);
+        std::thread::spawn(move || server.server_close())
+    };
+    let expected: Vec<u8> = (0..REPLY_LEN).map(|i| (i % 251) as u8).collect();
+    let mut truncated = 0;
+    for stream in clients {
+        (&stream).write_all(b"second half\n").unwrap();
+        if util::read_to_end(&stream) != expected {
+            truncated += 1;
+        }
+    }
+    closing.join().unwrap();
+    assert_eq!(truncated, 0, "replies lost or truncated");
+    assert_eq!(
+        TcpStream::connect(address).unwrap_err().kind(),
+        io::ErrorKind::ConnectionRefused
+    );
+}
+
+#[test]
+fn graceful_shutdown_under_load_threading() {
+    bounded(LIMIT, || graceful_shutdown::<ThreadingMixIn>(|_| {}));
+}
+
+#[test]
+fn graceful_shutdown_under_load_thread_pool() {
+    bounded(LIMIT, || {
+        // Fewer workers than connections: most requests wait in the queue
+        // or the readiness set when shutdown comes, and are served all the same.
+        graceful_shutdown::<ThreadPoolMixIn>(|pool| pool.workers = 16);
+    });
+}
+
+/// `block_on_close = false` and `daemon_threads` make `server_close` return
+/// without waiting; `close_timeout` bounds the wait.
+#[test]
+fn block_on_close_daemon_threads_and_close_timeout() {
+    bounded(LIMIT, || {
+        for configure in [
+            (|m: &mut ThreadingMixIn| m.block_on_close = false) as fn(&mut ThreadingMixIn),
+            |m| m.daemon_threads = true,
+            |m| m.close_timeout = Some(Duration::from_millis(100)),
+        ] {
+            let (entered, in_handler) = mpsc::channel();
+            let entered = Mutex::new(entered);
+            let mut server =
+                ThreadingTCPServer::new("127.0.0.1:0", move |r: &mut StreamRequest<'_>| {
+                    entered.lock().send(()).unwrap();
+                    line_echo(r)
+                })
+                .unwrap();
+            configure(&mut server.mixin);
+            let server = Arc::new(server);
+            let client = TcpStream::connect(server.server_address()).unwrap();
+            server.handle_request().unwrap();
+            in_handler.recv().unwrap();
+            let started = Instant::now();
+            server.server_close(); // the handler is still waiting for a line
+            assert!(started.elapsed() < Duration::from_secs(5));
+            assert_eq!(server.mixin.active_threads(), 1);
+            drop(client); // the handler ends
+        }
+    });
+}
+
+/// With `block_on_close` (the default), `server_close` waits for a request
+/// in flight to finish.
+#[test]
+fn block_on_close_waits_for_requests() {
+    bounded(LIMIT, || {
+        let server = Arc::new(ThreadingTCPServer::new("127.0.0.1:0", line_echo).unwrap());
+        let client = TcpStream::connect(server.server_address()).unwrap();
+        client.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
+        server.handle_request().unwrap();
+        let closing = {
+            let server = Arc::clone(&server);
+            std::thread::spawn(move || server.server_close())
+        };
+        (&client).write_all(TEST_STR).unwrap();
+        assert_eq!(util::read_to_end(&client), TEST_STR);
+        closing.join().unwrap();
+        assert_eq!(server.mixin.active_threads(), 0);
+    });
+}
+
+/// Request threads are named.
+#[test]
+fn request_threads_are_named() {
+    bounded(LIMIT, || {
+        let name = Arc::new(Mutex::new(String::new()));
+        let seen = Arc::clone(&name);
+        let server = Arc::new(
+            ThreadingTCPServer::new("127.0.0.1:0", move |_: &mut StreamRequest<'_>| {
+                *seen.lock() = std::thread::current().name().unwrap_or_default().to_owned();
+                Ok(())
+            })
+            .unwrap(),
+        );
+        drop(TcpStream::connect(server.server_address()).unwrap());
+        server.handle_request().unwrap();
+        server.server_close();
+        assert_eq!(*name.lock(), "socketserver-0");
+    });
+}

@@ -1,0 +1,278 @@
+//! The Forking variants of CPython's server and error-handler tests, and
+//! forking's own rules: only the server's children are reaped, and
+//! `server_close` waits for them.
+//!
+//! A forked child inherits only the forking thread; a lock another test's
+//! thread held would stay held in it. So these tests run one at a time.
+
+mod util;
+
+use std::fs::OpenOptions;
+use std::io::{self, BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::os::unix::net::{UnixDatagram, UnixStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use socketserver::{
+    AddressOf, BaseServer, DatagramRequest, ForkingTCPServer, ForkingUDPServer,
+    ForkingUnixDatagramServer, ForkingUnixStreamServer, RequestError, RequestOf, StreamRequest,
+};
+use util::{bounded, line_echo, serve, tcp_exchange, unix_path, CLIENT_TIMEOUT, TEST_STR};
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+static ONE_AT_A_TIME: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
+
+/// CPython's `simple_subprocess`: a child of the test's own, exiting with
+/// 72, whose status must survive the forking server (Issue 1540386).
+fn with_foreign_child(body: impl FnOnce()) {
+    let mut child = Command::new("sh").args(["-c", "exit 72"]).spawn().unwrap();
+    body();
+    let status = child
+        .wait()
+        .expect("the server reaped a child that was not its own");
+    assert_eq!(status.code(), Some(72));
+}
+
+fn datagram_line_echo(request: &mut DatagramRequest<'_>) -> io::Result<()> {
+    let mut line = Vec::new();
+    request.rfile.read_until(b'\n', &mut line)?;
+    request.wfile.write_all(&line)
+}
+
+/// CPython's `run_server` for forking servers: also asserts that
+/// `server_close` waited for every child (bpo-31151).
+macro_rules! run_forking {
+    ($server:expr, $examine:expr) => {{
+        let server = Arc::new($server);
+        let serving = serve(&server, Some(Duration::from_millis(10)));
+        for _ in 0..3 {
+            $examine(server.server_address());
+        }
+        server.shutdown().unwrap();
+        serving.join().unwrap().unwrap();
+        server.server_close();
+        assert_eq!(server.fileno(), -1);
+        assert!(
+            server.mixin.active_children().is_empty(),
+            "server_close waits for children"
+        );
+    }};
+}
+
+/// CPython: `test_ForkingTCPServer`, inside `simple_subprocess`.
+#[test]
+fn test_forking_tcp_server() {
+    let _one = ONE_AT_A_TIME.lock();
+    bounded(LIMIT, || {
+        with_foreign_child(|| {
+            let server = ForkingTCPServer::new("127.0.0.1:0", line_echo).unwrap();
+            assert_eq!(
+                server.timeout,
+                Some(Duration::from_secs(300)),
+                "Python's ForkingMixIn.timeout"
+            );
+            run_forking!(server, |a: SocketAddr| assert_eq!(
+                tcp_exchange(a, TEST_STR),
+                TEST_STR
+            ));
+        });
+    });
+}
+
+/// CPython: `test_ForkingUnixStreamServer`.
+#[test]
+fn test_forking_unix_stream_server() {
+    let _one = ONE_AT_A_TIME.lock();
+    bounded(LIMIT, || {
+        with_foreign_child(|| {
+            let server = ForkingUnixStreamServer::new(unix_path("fs"), line_echo).unwrap();
+            run_forking!(server, |address: PathBuf| {
+                let stream = UnixStream::connect(address).unwrap();
+                stream.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
+                (&stream).write_all(TEST_STR).unwrap();
+                let mut reply = Vec::new();
+                BufReader::new(&stream)
+                    .read_until(b'\n', &mut reply)
+                    .unwrap();
+                assert_eq!(reply, TEST_STR);
+            });
+        });
+    });
+}
+
+/// CPython: `test_ForkingUDPServer`.
+#[test]
+fn test_forking_udp_server() {
+    let _one = ONE_AT_A_TIME.lock();
+    bounded(LIMIT, || {
+        with_foreign_child(|| {
+            let server = ForkingUDPServer::new("127.0.0.1:0", datagram_line_echo).unwrap();
+            run_forking!(server, |address: SocketAddr| {
+                let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+                client.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
+                client.send_to(TEST_STR, address).unwrap();
+                let mut buf = [0; 100];
+                let n = client.recv(&mut buf).unwrap();
+                assert_eq!(&buf[..n], TEST_STR);
+            });
+        });
+    });
+}
+
+/// CPython: `test_ForkingUnixDatagramServer`.
+#[test]
+fn test_forking_unix_datagram_server() {
+    let _one = ONE_AT_A_TIME.lock();
+    bounded(LIMIT, || {
+        let server = ForkingUnixDatagramServer::new(unix_path("fd"), datagram_line_echo).unwrap();
+        run_forking!(server, |address: PathBuf| {
+            let client_path = unix_path("fd-client");
+            let client = UnixDatagram::bind(&client_path).unwrap();
+            client.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
+            client.send_to(TEST_STR, address).unwrap();
+            let mut buf = [0; 100];
+            let n = client.recv(&mut buf).unwrap();
+            assert_eq!(&buf[..n], TEST_STR);
+            std::fs::remove_file(client_path).unwrap();
+        });
+    });
+}
+
+/// A forking server whose `handle_error` appends to a file: a child's memory
+/// is its own, so the record must go through the file system (as CPython's
+/// `ForkingErrorTestServer`).
+struct FileLogged {
+    base: ForkingTCPServer,
+    log: PathBuf,
+}
+
+fn append(path: &Path, text: &str) {
+    let mut file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    file.write_all(text.as_bytes()).unwrap();
+}
+
+impl BaseServer for FileLogged {
+    type Base = ForkingTCPServer;
+    fn base(&self) -> &ForkingTCPServer {
+        &self.base
+    }
+    fn handle_error(&self, _: &RequestOf<Self>, _: &AddressOf<Self>, _: &RequestError) {
+        append(&self.log, "Error handled\n");
+    }
+}
+
+/// CPython: `ErrorHandlerTest.test_forking_handled` and, a panic being
+/// Python's ordinary exception here, `test_forking_not_handled`'s Rust
+/// counterpart: the child reports through `handle_error`, and the parent's
+/// `server_close` waits for the child, so the log is complete.
+#[test]
+fn test_forking_handled() {
+    let _one = ONE_AT_A_TIME.lock();
+    bounded(LIMIT, || {
+        for (n, fail) in [
+            || Err(io::Error::other("Test error")),
+            || -> io::Result<()> { panic!("Test error") },
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let log = unix_path(&format!("forking-log-{n}")).with_extension("txt");
+            let handler_log = log.clone();
+            let handler = move |_: &mut StreamRequest<'_>| {
+                append(&handler_log, "Handler called\n");
+                fail()
+            };
+            let server = Arc::new(FileLogged {
+                base: ForkingTCPServer::new("127.0.0.1:0", handler).unwrap(),
+                log: log.clone(),
+            });
+            drop(TcpStream::connect(server.server_address()).unwrap());
+            server.handle_request().unwrap();
+            server.server_close();
+            assert_eq!(
+                std::fs::read_to_string(&log).unwrap(),
+                "Handler called\nError handled\n"
+            );
+            std::fs::remove_file(log).unwrap();
+        }
+    });
+}
+
+/// At `max_children` the server waits for one of its own children, never
+/// for another's (Python's `waitpid(-1)` there could take the 72).
+#[test]
+fn max_children_waits_only_for_own_children() {
+    let _one = ONE_AT_A_TIME.lock();
+    bounded(LIMIT, || {
+        with_foreign_child(|| {
+            let mut server = ForkingTCPServer::new("127.0.0.1:0", line_echo).unwrap();
+            server.mixin.max_children = 2;
+            let server = Arc::new(server);
+            let serving = serve(&server, None);
+            for i in 0..20 {
+                let message = format!("{i}\n");
+                assert_eq!(
+                    tcp_exchange(server.server_address(), message.as_bytes()),
+                    message.as_bytes()
+                );
+                assert!(server.mixin.active_children().len() <= 2);
+            }
+            server.shutdown().unwrap();
+            serving.join().unwrap().unwrap();
+            server.server_close();
+            assert!(server.mixin.active_children().is_empty());
+        });
+    });
+}
+
+/// Panic isolation in forking mode: 10,000 requests, every other one
+/// panicking in its child; every good one answered, every panic reported.
+#[test]
+fn panic_isolation_forking() {
+    const TOTAL: usize = 10_000;
+    let _one = ONE_AT_A_TIME.lock();
+    bounded(LIMIT, || {
+        let log = unix_path("forking-panics").with_extension("txt");
+        let server = Arc::new(FileLogged {
+            base: ForkingTCPServer::new("127.0.0.1:0", |r: &mut StreamRequest<'_>| {
+                let mut line = Vec::new();
+                r.rfile.read_until(b'\n', &mut line)?;
+                if line == b"panic\n" {
+                    panic!("asked to panic");
+                }
+                r.wfile.write_all(&line)
+            })
+            .unwrap(),
+            log: log.clone(),
+        });
+        let serving = serve(&server, None);
+        let address = server.server_address();
+        for i in 0..TOTAL {
+            let stream = TcpStream::connect(address).unwrap();
+            stream.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
+            let message = if i % 2 == 0 {
+                format!("ok {i}\n")
+            } else {
+                "panic\n".to_owned()
+            };
+            (&stream).write_all(message.as_bytes()).unwrap();
+            let reply = util::read_to_end(&stream);
+            let expected: &[u8] = if i % 2 == 0 { message.as_bytes() } else { b"" };
+            assert_eq!(reply, expected, "request {i}");
+        }
+        server.shutdown().unwrap();
+        serving.join().unwrap().unwrap();
+        server.server_close();
+        let reported = std::fs::read_to_string(&log).unwrap().lines().count();
+        assert_eq!(reported, TOTAL / 2);
+        std::fs::remove_file(log).unwrap();
+    });
+}
