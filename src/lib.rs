@@ -3,10 +3,12 @@
 
 mod address;
 mod error;
+pub mod framing;
 mod handler;
 pub mod mixin;
 mod panic;
 mod server;
+pub mod transceiver;
 
 pub use address::Address;
 pub use error::RequestError;

@@ -1,0 +1,1 @@
+//! Length-prefixed frames and header+body messages (stub: being written).

@@ -1,0 +1,1 @@
+//! Seed 001's Transceiver (stub: being written).
