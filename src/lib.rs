@@ -1,4 +1,122 @@
-//! Python's `socketserver`, in Rust.
+//! Python's `socketserver`, in Rust: the same classes, the same hooks, the
+//! same call order — with instant shutdown, a bounded thread pool, and a
+//! request loop that survives panics, slow clients and descriptor exhaustion.
+//!
+//! # Hello, world!
+//!
+//! Python's first example, a TCP server that upper-cases a line:
+//!
+//! ```
+//! use socketserver::{BaseServer, StreamRequest, ThreadingTCPServer};
+//! use std::io::{BufRead, Read, Write};
+//! use std::sync::Arc;
+//!
+//! fn handle(request: &mut StreamRequest<'_>) -> std::io::Result<()> {
+//!     let mut line = Vec::new();
+//!     request.rfile.read_until(b'\n', &mut line)?;
+//!     request.wfile.write_all(&line.to_ascii_uppercase())
+//! }
+//!
+//! let server = Arc::new(ThreadingTCPServer::new("127.0.0.1:0", handle)?);
+//! let serving = std::thread::spawn({
+//!     let server = Arc::clone(&server);
+//!     move || server.serve_forever(None)
+//! });
+//!
+//! let mut client = std::net::TcpStream::connect(server.server_address())?;
+//! client.write_all(b"hello world\n")?;
+//! let mut reply = String::new();
+//! client.read_to_string(&mut reply)?;
+//! assert_eq!(reply, "HELLO WORLD\n");
+//!
+//! server.shutdown()?; // serve_forever returns at once
+//! serving.join().unwrap()?;
+//! # Ok::<(), std::io::Error>(())
+//! ```
+//!
+//! # Servers
+//!
+//! Python's class names are kept: [`TCPServer`], [`UDPServer`],
+//! [`UnixStreamServer`], [`UnixDatagramServer`], and with a mix-in
+//! [`ThreadingTCPServer`], [`ForkingUDPServer`], … They are aliases of one
+//! struct, [`Server<T, M>`](Server), with a transport `T` ([`Tcp`], [`Udp`],
+//! [`Unix`], [`UnixDgram`]) and a mix-in `M` ([`Synchronous`],
+//! [`ThreadingMixIn`], [`ThreadPoolMixIn`], [`ForkingMixIn`]). Python's
+//! attributes are public fields (`server.allow_reuse_address = true`); set
+//! them on a server made with `unbound` (Python's `bind_and_activate=False`),
+//! then call [`bind_and_activate`](BaseServer::bind_and_activate).
+//!
+//! ```text
+//! +------------+
+//! | BaseServer |  trait: serve_forever, handle_request, shutdown and the hooks
+//! +------------+
+//!       |
+//!       v
+//! +-----------+        +------------------+
+//! | TCPServer |------->| UnixStreamServer |   Server<Tcp, M>, Server<Unix, M>
+//! +-----------+        +------------------+
+//!       |
+//!       v
+//! +-----------+        +--------------------+
+//! | UDPServer |------->| UnixDatagramServer |   Server<Udp, M>, Server<UnixDgram, M>
+//! +-----------+        +--------------------+
+//! ```
+//!
+//! # Handlers
+//!
+//! A handler implements [`RequestHandler`] (`setup`, `handle`, `finish`), or
+//! is a closure. Stream handlers get a [`StreamRequest`] with a buffered
+//! `rfile` and an unbuffered `wfile` whose writes return only when all is sent
+//! (Python's `StreamRequestHandler`); datagram handlers get a
+//! [`DatagramRequest`] whose `wfile` goes back to the client as one datagram —
+//! an empty one if nothing was written, as in Python.
+//!
+//! # Overriding hooks (subclassing)
+//!
+//! Python subclasses a server and overrides methods. Rust wraps a server in a
+//! struct, names it as the [`BaseServer::Base`], and overrides trait methods;
+//! `self.base().hook()` is `super().hook()`. Every default calls hooks
+//! through `self`, so overrides run wherever the request goes: a thread, a
+//! pool worker, a forked child. See [`BaseServer`] for the numbered call order
+//! and an example, and docs/porting.md for every Python name.
+//!
+//! # Concurrency
+//!
+//! | mix-in | Python | a request runs | at overload |
+//! |---|---|---|---|
+//! | [`Synchronous`] | plain `TCPServer` | in the serving thread | waits in the listen backlog |
+//! | [`ThreadingMixIn`] | `ThreadingMixIn` | on a new thread | more threads, no bound |
+//! | [`ThreadPoolMixIn`] | — | on one of N workers, once readable | waits or is refused ([`mixin::Overload`]) |
+//! | [`ForkingMixIn`] | `ForkingMixIn` | in a child process | waits at `max_children` |
+//!
+//! # Shutdown
+//!
+//! [`BaseServer::shutdown`] (or a [`ServerHandle`] from
+//! [`shutdown_handle`](BaseServer::shutdown_handle), for signal handlers)
+//! wakes `serve_forever` at once: it polls an eventfd beside the socket, so
+//! there is no `poll_interval` to wait out, and an idle server never wakes.
+//! Called from the serving thread it returns an error instead of
+//! deadlocking. [`BaseServer::server_close`] (or dropping the server) closes
+//! the socket and waits for requests in flight, as `block_on_close` says.
+//!
+//! # Errors and panics
+//!
+//! Socket operations return [`std::io::Result`], with the address or path in
+//! the message where it helps (`TCPServer could not bind 127.0.0.1:80:
+//! permission denied …`). A handler's error or panic goes to
+//! [`BaseServer::handle_error`] as a [`RequestError`]; the connection is
+//! closed and the server carries on. To report a panic once, the first server
+//! built installs a panic hook that keeps handler panics for `handle_error`
+//! instead of printing them, and hands every other panic to the previous hook.
+//!
+//! The library logs through the `log` crate and never installs a logger:
+//! install one (e.g. `env_logger`) to see `handle_error`'s reports.
+//!
+//! # Framing
+//!
+//! TCP is a stream: two sends may arrive as one receive (the seeds' 粘包).
+//! [`framing`] has length-prefixed frames and header+body messages, and
+//! [`transceiver`] the seeds' message-and-file transceiver.
 #![deny(unsafe_code)]
 
 mod address;
@@ -57,3 +175,8 @@ pub type ThreadPoolUDPServer = Server<Udp, ThreadPoolMixIn>;
 pub type ThreadPoolUnixStreamServer = Server<Unix, ThreadPoolMixIn>;
 /// A Unix datagram server on a bounded [`ThreadPoolMixIn`] (not in Python).
 pub type ThreadPoolUnixDatagramServer = Server<UnixDgram, ThreadPoolMixIn>;
+
+/// README.md's code, compiled as a doctest so that it stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -1,0 +1,92 @@
+//! `socketserver files`: seed 001's message and file server. A message is
+//! answered with a timestamped acknowledgement, "file" starts an upload
+//! (stored in --dir), "q" ends the session. The seed limited itself to five
+//! threads (`if len(threading.enumerate()) <= max_connect`); this runs on a
+//! pool of five workers.
+
+use std::io;
+use std::path::PathBuf;
+
+use clap::Args;
+use socketserver::transceiver::Transceiver;
+use socketserver::{RequestHandler, StreamRequest, ThreadPoolTCPServer};
+
+use crate::run::serve;
+
+#[derive(Debug, Args)]
+pub struct FilesArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:50007")]
+    bind: String,
+    /// Where uploads are stored (created if missing).
+    #[arg(long, default_value = "received")]
+    dir: PathBuf,
+    /// Sessions served at once (the seed's max_connect).
+    #[arg(long, default_value_t = 5)]
+    workers: usize,
+    /// Largest upload accepted, in bytes.
+    #[arg(long)]
+    max_file_size: Option<u64>,
+}
+
+/// The seed's acknowledgement of a message.
+pub fn acknowledgement(message: &str) -> String {
+    let now = chrono::Local::now().format("%Y年%m月%d日%H时%M分%S秒");
+    format!("服务端于{now}收到了你发来的“{message}”信息!")
+}
+
+#[derive(Debug)]
+struct FilesHandler {
+    dir: PathBuf,
+    max_file_size: Option<u64>,
+}
+
+impl RequestHandler for FilesHandler {
+    fn handle(&self, request: &mut StreamRequest<'_>) -> io::Result<()> {
+        let client = request.client_address.clone();
+        let mut transceiver = Transceiver::new(request.connection, &self.dir);
+        if let Some(max) = self.max_file_size {
+            transceiver.max_file_size = max;
+        }
+        while let Some(message) = transceiver.recv()? {
+            match message.as_str() {
+                "q" | "Q" => break,
+                "file" | "FILE" => {
+                    // A failed upload ends the session: the rest of its bytes
+                    // may still be on the way, and would read as messages.
+                    let receipt = transceiver.recv_file()?;
+                    log::info!(
+                        "{client}: received {} ({} bytes) into {}",
+                        receipt.name,
+                        receipt.size,
+                        receipt.path.display()
+                    );
+                }
+                _ => {
+                    log::info!("{client}: {message}");
+                    transceiver.send(&acknowledgement(&message))?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+pub fn run(args: FilesArgs) -> io::Result<()> {
+    std::fs::create_dir_all(&args.dir).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!(
+                "cannot create the upload directory {}: {e}",
+                args.dir.display()
+            ),
+        )
+    })?;
+    let handler = FilesHandler {
+        dir: args.dir,
+        max_file_size: args.max_file_size,
+    };
+    let mut server = ThreadPoolTCPServer::new(args.bind.as_str(), handler)?;
+    server.mixin.workers = args.workers;
+    serve(server)
+}

@@ -1,0 +1,93 @@
+//! `socketserver`: the seed programs (echo, time, remote exec, file transfer,
+//! chat) as servers and clients on this library, wire-compatible with the
+//! original Python programs. With no arguments, a guided demo of the server
+//! hierarchy.
+
+mod chat;
+mod client;
+mod demo;
+mod echo;
+mod exec;
+mod files;
+mod run;
+mod time;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Python's socketserver, in Rust: the seed programs as servers and clients.
+#[derive(Debug, Parser)]
+#[command(name = "socketserver", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Echo every chunk back (the phone-call and link/communication-loop
+    /// programs; UDP echo with --udp).
+    Echo(echo::EchoArgs),
+    /// The UDP time server: the datagram is a strftime format.
+    Time(time::TimeArgs),
+    /// The remote command server with the 粘包 fix (length + JSON header).
+    Exec(exec::ExecArgs),
+    /// Seed 001's message and file server (Transceiver).
+    Files(files::FilesArgs),
+    /// The UDP "QQ chat" server: replies from stdin, or automatically.
+    Chat(chat::ChatArgs),
+    /// The matching clients.
+    #[command(subcommand)]
+    Client(client::ClientCommand),
+    /// The guided demo (also what runs with no arguments).
+    Demo,
+}
+
+/// How the server runs requests (the mix-in).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// One at a time (Python's TCPServer).
+    Sync,
+    /// A thread per request (ThreadingMixIn).
+    Threading,
+    /// A bounded pool of --workers threads (ThreadPoolMixIn).
+    Pool,
+    /// A child process per request (ForkingMixIn).
+    Forking,
+}
+
+/// Where a server listens: an Internet address or a Unix socket path.
+#[derive(Debug, Clone, Args)]
+pub struct Listen {
+    /// Address to listen on (port 0: any free port).
+    #[arg(long, default_value = "127.0.0.1:9999")]
+    pub bind: String,
+    /// Listen on this Unix socket path instead.
+    #[arg(long, conflicts_with = "bind")]
+    pub unix: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .format_timestamp_millis()
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        None | Some(Command::Demo) => demo::run(),
+        Some(Command::Echo(args)) => echo::run(args),
+        Some(Command::Time(args)) => time::run(args),
+        Some(Command::Exec(args)) => exec::run(args),
+        Some(Command::Files(args)) => files::run(args),
+        Some(Command::Chat(args)) => chat::run(args),
+        Some(Command::Client(command)) => client::run(command),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("socketserver: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
