@@ -23,7 +23,8 @@ pub(crate) fn install_hook() {
     HOOK.call_once(|| {
         let previous = panic::take_hook();
         panic::set_hook(Box::new(move |info| {
-            if CAPTURING.with(Cell::get) {
+            // With panic = "abort" nothing is caught: print as usual.
+            if cfg!(panic = "unwind") && CAPTURING.with(Cell::get) {
                 let location = info
                     .location()
                     .map(|l| format!(" at {}:{}", l.file(), l.line()))
@@ -39,6 +40,8 @@ pub(crate) fn install_hook() {
 
 /// Runs `f`, turning a panic into its message.
 pub(crate) fn catch<R>(f: impl FnOnce() -> R) -> Result<R, String> {
+    // A message left by a panic the handler caught itself is not this one's.
+    MESSAGE.with(|m| m.borrow_mut().take());
     let outer = CAPTURING.with(|c| c.replace(true));
     let result = panic::catch_unwind(AssertUnwindSafe(f));
     CAPTURING.with(|c| c.set(outer));

@@ -276,3 +276,90 @@ fn panic_isolation_forking() {
         std::fs::remove_file(log).unwrap();
     });
 }
+
+/// A forking server whose `shutdown_request` panics in the child.
+struct PanickyChild {
+    base: ForkingTCPServer,
+    parent: u32,
+}
+
+impl BaseServer for PanickyChild {
+    type Base = ForkingTCPServer;
+    fn base(&self) -> &ForkingTCPServer {
+        &self.base
+    }
+    fn shutdown_request(&self, request: RequestOf<Self>) {
+        if std::process::id() != self.parent {
+            panic!("shutdown_request blew up in the child");
+        }
+        self.base().shutdown_request(request);
+    }
+}
+
+/// A panic escaping a hook in the child used to send the child back into
+/// `serve_forever` as a second server; the child now always exits, so
+/// `server_close` (which waits for every child) returns.
+#[test]
+fn a_child_always_exits() {
+    let _one = ONE_AT_A_TIME.lock();
+    bounded(LIMIT, || {
+        let server = Arc::new(PanickyChild {
+            base: ForkingTCPServer::new("127.0.0.1:0", line_echo).unwrap(),
+            parent: std::process::id(),
+        });
+        let serving = serve(&server, None);
+        for _ in 0..5 {
+            assert_eq!(tcp_exchange(server.server_address(), TEST_STR), TEST_STR);
+        }
+        server.shutdown().unwrap();
+        serving.join().unwrap().unwrap();
+        server.server_close();
+        assert!(server.base.mixin.active_children().is_empty());
+    });
+}
+
+/// At `max_children`, the first child to exit frees its place: the server
+/// no longer waits for one particular child (the oldest, or the lowest pid).
+#[test]
+fn max_children_frees_the_first_place_to_come_free() {
+    let _one = ONE_AT_A_TIME.lock();
+    bounded(LIMIT, || {
+        // Each child echoes its first line once a second line ("go") comes.
+        let mut server = ForkingTCPServer::new("127.0.0.1:0", |r: &mut StreamRequest<'_>| {
+            let mut line = Vec::new();
+            r.rfile.read_until(b'\n', &mut line)?;
+            if line != b"now\n" {
+                r.rfile.read_until(b'\n', &mut line)?;
+            }
+            r.wfile.write_all(&line)
+        })
+        .unwrap();
+        server.mixin.max_children = 2;
+        let server = Arc::new(server);
+        let serving = serve(&server, None);
+        let address = server.server_address();
+        let held = |name: &str| {
+            let stream = TcpStream::connect(address).unwrap();
+            stream.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
+            (&stream).write_all(format!("{name}\n").as_bytes()).unwrap();
+            stream
+        };
+        let (older, younger) = (held("older"), held("younger"));
+        while server.mixin.active_children().len() < 2 {
+            std::thread::yield_now();
+        }
+        // At the limit: the third request waits for a place.
+        let third = std::thread::spawn(move || tcp_exchange(address, b"now\n"));
+        (&younger).write_all(b"go\n").unwrap(); // the younger child exits first
+        assert_eq!(util::read_to_end(&younger), b"younger\ngo\n");
+        assert_eq!(
+            third.join().unwrap(),
+            b"now\n",
+            "served while the older child still runs"
+        );
+        (&older).write_all(b"go\n").unwrap();
+        assert_eq!(util::read_to_end(&older), b"older\ngo\n");
+        server.shutdown().unwrap();
+        serving.join().unwrap().unwrap();
+    });
+}

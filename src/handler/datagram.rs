@@ -19,8 +19,12 @@ impl RequestKind for Datagram {
 
     /// Python's `DatagramRequestHandler.finish`: send `wfile` back to the
     /// client, **even when it is empty** (the client then receives an empty
-    /// datagram, exactly as from Python).
+    /// datagram, exactly as from Python) — unless the handler's options say
+    /// [`reply: false`](DatagramOptions::reply).
     fn finish_request(request: &mut DatagramRequest<'_>) -> io::Result<()> {
+        if !request.reply {
+            return Ok(());
+        }
         request
             .socket
             .send_to_address(&request.wfile, &request.client_address)
@@ -28,12 +32,30 @@ impl RequestKind for Datagram {
     }
 }
 
-/// A datagram handler's class attributes. Python's `DatagramRequestHandler`
-/// has none; this exists so that one day it can grow some without breaking
-/// handlers.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct DatagramOptions {}
+/// A datagram handler's options.
+///
+/// ```
+/// use socketserver::DatagramOptions;
+/// // Python's BaseRequestHandler on a UDP server: the handler replies itself
+/// // (with `request.sendto`), nothing is sent after `finish`.
+/// let raw = DatagramOptions { reply: false };
+/// assert!(DatagramOptions::default().reply);
+/// # let _ = raw;
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DatagramOptions {
+    /// Send `wfile` back after `finish` (Python's `DatagramRequestHandler`).
+    /// `false` is Python's plain `BaseRequestHandler` on a UDP server, whose
+    /// handler calls `socket.sendto` itself — as the socketserver docs'
+    /// UDP example does. Defaults to `true`.
+    pub reply: bool,
+}
+
+impl Default for DatagramOptions {
+    fn default() -> Self {
+        DatagramOptions { reply: true }
+    }
+}
 
 /// The raw request of a datagram server (Python's `(data, socket)` tuple):
 /// what `get_request`, `verify_request` and `process_request` see.
@@ -105,6 +127,7 @@ pub struct DatagramRequest<'a> {
     /// The server that received the datagram (Python's `self.server`).
     pub server: &'a ServerHandle,
     socket: &'a dyn ReplySocket,
+    reply: bool,
 }
 
 impl DatagramRequest<'_> {
@@ -138,7 +161,9 @@ pub(crate) fn finish_datagram_request<S: ReplySocket>(
     client_address: Address,
     server: &ServerHandle,
 ) -> io::Result<()> {
+    let options = handler.options();
     let mut request = DatagramRequest {
+        reply: options.reply,
         rfile: Cursor::new(&packet.data),
         wfile: Vec::new(),
         client_address,

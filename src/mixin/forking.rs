@@ -13,13 +13,13 @@
 
 #![allow(unsafe_code)]
 
-use std::collections::BTreeSet;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use nix::errno::Errno;
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::sys::wait::{waitid, waitpid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
 use parking_lot::Mutex;
 
@@ -49,12 +49,14 @@ pub struct ForkingMixIn {
     pub max_children: usize,
     /// Python's `timeout` for forking servers (300 s): the server's
     /// [`timeout`](crate::Server::timeout) starts as this, so that
-    /// `handle_request` loops reap children at least that often.
+    /// `handle_request` loops reap children at least that often. Read once,
+    /// when the server is made: to change it later, set `server.timeout`.
     pub timeout: Duration,
     /// Python's `block_on_close`: `server_close` waits for every child.
     /// Defaults to `true`.
     pub block_on_close: bool,
-    active_children: Mutex<BTreeSet<Pid>>,
+    /// In the order forked, so that the oldest is first.
+    active_children: Mutex<VecDeque<Pid>>,
     warned: AtomicBool,
 }
 
@@ -64,7 +66,7 @@ impl Default for ForkingMixIn {
             max_children: 40,
             timeout: Duration::from_secs(300),
             block_on_close: true,
-            active_children: Mutex::new(BTreeSet::new()),
+            active_children: Mutex::new(VecDeque::new()),
             warned: AtomicBool::new(false),
         }
     }
@@ -83,18 +85,24 @@ impl ForkingMixIn {
 
     /// Python's `collect_children(blocking=...)`: reaps the children that
     /// have exited (`blocking`: waits for every child). While `max_children`
-    /// or more remain, waits for the oldest to exit.
+    /// or more remain, waits for one of them to exit.
     pub fn collect_children(&self, blocking: bool) {
-        let mut children = self.active_children.lock();
-        children.retain(|&pid| !reap(pid, false));
-        while children.len() >= self.max_children.max(1) {
-            let oldest = *children.first().expect("not empty");
-            reap(oldest, true);
-            children.remove(&oldest);
-            children.retain(|&pid| !reap(pid, false));
+        self.active_children.lock().retain(|&pid| !reap(pid, false));
+        // The waits below hold no lock: `active_children()` stays readable.
+        loop {
+            let children: Vec<Pid> = {
+                let children = self.active_children.lock();
+                if children.len() < self.max_children.max(1) {
+                    break;
+                }
+                children.iter().copied().collect()
+            };
+            let gone = wait_for_one(&children);
+            self.active_children.lock().retain(|&pid| pid != gone);
         }
         if blocking {
-            for pid in std::mem::take(&mut *children) {
+            let children = std::mem::take(&mut *self.active_children.lock());
+            for pid in children {
                 reap(pid, true);
             }
         }
@@ -117,6 +125,21 @@ impl ForkingMixIn {
             );
         }
     }
+}
+
+/// Waits until one of `children` (oldest first) exits, reaps it, and
+/// returns it. Python's
+/// `waitpid(-1)` would reap any child, the program's own included; here the
+/// next child to exit is only peeked at (WNOWAIT) and reaped if it is ours —
+/// if it is not, the oldest of ours is waited for instead.
+fn wait_for_one(children: &[Pid]) -> Pid {
+    let next = waitid(Id::All, WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT)
+        .ok()
+        .and_then(|status| status.pid())
+        .filter(|pid| children.contains(pid));
+    let pid = next.unwrap_or(children[0]);
+    reap(pid, true);
+    pid
 }
 
 /// Waits for one of our children; true once it is gone (exited, or not ours
@@ -152,6 +175,9 @@ impl MixIn for ForkingMixIn {
     ) {
         self.collect_children(false);
         self.warn_if_threaded();
+        // Held across the fork, so that a server_close on another thread
+        // cannot miss the new child. The child never touches it.
+        let mut children = self.active_children.lock();
         // SAFETY: the child runs only the request (process_request_thread)
         // and then `_exit`s without unwinding or running destructors; the
         // parent goes on as before. What fork cannot make safe — locks held
@@ -159,11 +185,18 @@ impl MixIn for ForkingMixIn {
         // module's docs (warned about above).
         match unsafe { fork() } {
             Ok(ForkResult::Parent { child }) => {
-                self.active_children.lock().insert(child);
+                children.push_back(child);
+                drop(children);
                 server.close_request(request);
             }
             Ok(ForkResult::Child) => {
-                let ok = process_request_thread(&**server, request, client_address);
+                // Whatever a hook does — even a panicking shutdown_request —
+                // the child must exit here, never return into the serve
+                // loop as a second server (Python's `finally: os._exit`).
+                let ok = crate::panic::catch(|| {
+                    process_request_thread(&**server, request, client_address)
+                })
+                .unwrap_or(false);
                 // SAFETY: `_exit` ends the child at once. Unlike
                 // `process::exit`, it runs no atexit handlers and flushes no
                 // buffers copied from the parent, which would then be
@@ -171,6 +204,7 @@ impl MixIn for ForkingMixIn {
                 unsafe { nix::libc::_exit(if ok { 0 } else { 1 }) }
             }
             Err(errno) => {
+                drop(children);
                 let error = RequestError::Process(errno.into());
                 server.handle_error(&request, &client_address, &error);
                 server.shutdown_request(request);

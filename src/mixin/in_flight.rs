@@ -1,10 +1,18 @@
-//! [`InFlight`]: counts requests still running, so that `server_close` can
-//! wait for them (`block_on_close`), with an optional deadline.
+//! [`InFlight`]: counts the threads still running requests, so that
+//! `server_close` can wait for them (`block_on_close`), with an optional
+//! deadline — and knows when it is called from one of them.
 
+use std::cell::Cell;
 use std::sync::Arc;
 use std::time::Instant;
 
 use parking_lot::{Condvar, Mutex};
+
+thread_local! {
+    /// The `InFlight` whose thread this is (request thread, pool worker), as
+    /// an address; 0 for any other thread.
+    static INSIDE: Cell<usize> = const { Cell::new(0) };
+}
 
 #[derive(Debug, Default)]
 pub(crate) struct InFlight {
@@ -27,11 +35,26 @@ impl InFlight {
         *self.count.lock()
     }
 
-    /// Waits until at most `allowed` still run (the caller itself, when it is
-    /// one of them) or the deadline passes; returns how many still run.
-    pub(crate) fn wait_idle(&self, deadline: Option<Instant>, allowed: usize) -> usize {
+    fn address(self: &Arc<Self>) -> usize {
+        Arc::as_ptr(self) as usize
+    }
+
+    /// Whether the current thread is one of those counted here.
+    pub(crate) fn is_current_thread_inside(self: &Arc<Self>) -> bool {
+        INSIDE.with(Cell::get) == self.address()
+    }
+
+    /// Waits until none runs but the caller (if it is one of them: several
+    /// such callers must not wait for each other) or the deadline passes;
+    /// returns how many others still run.
+    pub(crate) fn wait_idle(self: &Arc<Self>, deadline: Option<Instant>) -> usize {
+        let inside = self.is_current_thread_inside();
         let mut count = self.count.lock();
-        while *count > allowed {
+        if inside {
+            *count -= 1;
+            self.idle.notify_all();
+        }
+        while *count > 0 {
             match deadline {
                 None => self.idle.wait(&mut count),
                 Some(deadline) => {
@@ -41,12 +64,23 @@ impl InFlight {
                 }
             }
         }
-        *count
+        let others = *count;
+        if inside {
+            *count += 1;
+        }
+        others
     }
 }
 
 pub(crate) struct Running {
     in_flight: Arc<InFlight>,
+}
+
+impl Running {
+    /// Marks the current thread as one of those counted (call on it).
+    pub(crate) fn enter(&self) {
+        INSIDE.with(|inside| inside.set(self.in_flight.address()));
+    }
 }
 
 impl Drop for Running {

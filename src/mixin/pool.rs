@@ -12,28 +12,32 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::os::fd::{AsFd, BorrowedFd};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crossbeam_channel::{Receiver, SendTimeoutError, Sender, TrySendError};
 use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use nix::sys::eventfd::{EfdFlags, EventFd};
-use parking_lot::{Mutex, RwLock};
+use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use super::in_flight::InFlight;
 use super::threading::DEFAULT_STACK_SIZE;
 use super::{process_request_thread, MixIn};
-use crate::{AddressOf, BaseServer, RequestOf, Root, Transport};
+use crate::{AddressOf, BaseServer, RequestOf, Root, ServerHandle, Transport};
 
 /// What the pool does with a request when every worker is busy and the
-/// queue is full.
+/// queue is full (or, for connections waiting to become readable,
+/// `max_waiting` are waiting already).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Overload {
     /// Wait for room: the accept loop stops accepting meanwhile, so new
-    /// connections wait in the kernel's listen backlog (backpressure).
+    /// connections wait in the kernel's listen backlog (backpressure). If
+    /// the server is shut down or closed while a request waits for room, it
+    /// goes to `reject_request` instead, so that shutdown never waits on a
+    /// full pool (a handler calling `shutdown()` would wait for itself).
     #[default]
     Wait,
     /// Refuse the request at once: the server's
@@ -80,7 +84,8 @@ pub struct PoolStats {
     pub waiting: usize,
     /// Requests handled to the end (successfully or not).
     pub served: u64,
-    /// Requests refused by [`Overload::Reject`].
+    /// Requests refused: by [`Overload::Reject`], or by [`Overload::Wait`]
+    /// when shutdown came while they waited for room.
     pub rejected: u64,
     /// Connections closed for staying silent past the idle timeout.
     pub expired: u64,
@@ -109,16 +114,23 @@ pub struct ThreadPoolMixIn {
     /// runs: a server of long-lived connections needs as many workers as it
     /// has connections.
     pub workers: usize,
-    /// Requests that may wait for a worker. Defaults to 1024.
+    /// Requests that may wait for a worker. Defaults to 1024. With 0, a
+    /// request is handed over only to an idle worker (so under
+    /// [`Overload::Reject`], whenever none is idle at that instant, it is refused).
     pub queue_size: usize,
+    /// Accepted connections that may wait to become readable (see
+    /// [`Dispatch`]); past that, `overload` applies. Defaults to 4096 (a
+    /// descriptor each).
+    pub max_waiting: usize,
     /// What to do when workers and queue are full. Defaults to
     /// [`Overload::Wait`].
     pub overload: Overload,
     /// When a connection is queued. Defaults to `WhenReadable` with a 60 s
     /// idle timeout.
     pub dispatch: Dispatch,
-    /// When `true`, `server_close` waits for queued and running requests.
-    /// Defaults to `true`.
+    /// When `true`, `server_close` waits for queued and running requests
+    /// (connections that never sent anything are closed at once). Defaults
+    /// to `true`.
     pub block_on_close: bool,
     /// The longest `server_close` waits; `None` (the default) is for ever.
     pub close_timeout: Option<Duration>,
@@ -127,7 +139,7 @@ pub struct ThreadPoolMixIn {
     pub stack_size: usize,
     /// Workers are named `"{thread_name}-{n}"`. Defaults to `"socketserver-pool"`.
     pub thread_name: String,
-    pool: OnceLock<Pool>,
+    pool: OnceLock<Arc<Pool>>,
     counters: Arc<Counters>,
 }
 
@@ -136,6 +148,7 @@ impl Default for ThreadPoolMixIn {
         ThreadPoolMixIn {
             workers: 64,
             queue_size: 1024,
+            max_waiting: 4096,
             overload: Overload::Wait,
             dispatch: Dispatch::default(),
             block_on_close: true,
@@ -160,11 +173,13 @@ struct Counters {
 trait Task: Send {
     /// Handle it (on a worker).
     fn run(self: Box<Self>);
-    /// The pool is full ([`Overload::Reject`]).
+    /// Refuse it: the pool is full, or shutting down.
     fn reject(self: Box<Self>);
-    /// It stayed silent past the idle timeout, or the pool is gone.
+    /// Close it unserved: it never sent anything, or the pool is gone.
     fn close(self: Box<Self>);
 }
+
+type Job = Box<dyn Task>;
 
 struct Request<S: BaseServer> {
     server: Arc<S>,
@@ -185,17 +200,96 @@ impl<S: BaseServer> Task for Request<S> {
     }
 }
 
-type Job = Box<dyn Task>;
+/// A connection waiting to become readable. It holds the server weakly: a
+/// silent connection must not keep a dropped server alive.
+trait Waiting: Send {
+    /// The task to queue, if the server still exists (else the connection
+    /// is simply closed).
+    fn upgrade(self: Box<Self>) -> Option<Job>;
+}
 
+struct Pending<S: BaseServer> {
+    server: Weak<S>,
+    request: RequestOf<S>,
+    client_address: AddressOf<S>,
+}
+
+impl<S: BaseServer> Waiting for Pending<S> {
+    fn upgrade(self: Box<Self>) -> Option<Job> {
+        let server = self.server.upgrade()?;
+        Some(Box::new(Request {
+            server,
+            request: self.request,
+            client_address: self.client_address,
+        }))
+    }
+}
+
+/// Runs a request hook that must not take the calling thread down with it.
+fn guarded(what: &str, hook: impl FnOnce()) {
+    if let Err(message) = crate::panic::catch(hook) {
+        log::error!("thread pool: {what} panicked: {message}");
+    }
+}
+
+/// The pool's shared state once started.
 #[derive(Debug)]
 struct Pool {
-    sender: RwLock<Option<Sender<Job>>>,
+    /// Taken by `server_close`; senders clone it and send outside the lock.
+    sender: Mutex<Option<Sender<Job>>>,
     receiver: Receiver<Job>,
+    /// Set by `server_close`: a waiting `Overload::Wait` gives up.
+    closing: AtomicBool,
+    handle: ServerHandle,
+    overload: Overload,
+    counters: Arc<Counters>,
     gate: Option<Arc<Gate>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
-    /// Live threads (workers and the gate), for `server_close`'s deadline.
+    /// Live threads (workers and the gate), for `server_close`.
     live: Arc<InFlight>,
 }
+
+impl Pool {
+    /// Queues a task as the overload policy says. The caller holds no lock.
+    fn submit(&self, sender: &Sender<Job>, task: Job, mut meanwhile: impl FnMut()) {
+        let mut task = match self.overload {
+            Overload::Reject => match sender.try_send(task) {
+                Ok(()) => return,
+                Err(TrySendError::Full(task)) => return self.reject(task),
+                Err(TrySendError::Disconnected(task)) => {
+                    return guarded("close_request", || task.close())
+                }
+            },
+            Overload::Wait => task,
+        };
+        // Wait for room, but not through a shutdown or a close: a handler
+        // that calls shutdown() could be the very worker we wait for.
+        loop {
+            match sender.send_timeout(task, WAIT_SLICE) {
+                Ok(()) => return,
+                Err(SendTimeoutError::Timeout(back)) => {
+                    if self.closing.load(Ordering::SeqCst) || self.handle.shutdown_requested() {
+                        return self.reject(back);
+                    }
+                    meanwhile();
+                    task = back;
+                }
+                Err(SendTimeoutError::Disconnected(task)) => {
+                    return guarded("close_request", || task.close())
+                }
+            }
+        }
+    }
+
+    fn reject(&self, task: Job) {
+        self.counters.rejected.fetch_add(1, Ordering::SeqCst);
+        guarded("reject_request", || task.reject());
+    }
+}
+
+/// How long a full queue is waited on between checks for shutdown (and, in
+/// the gate, for idle connections to expire).
+const WAIT_SLICE: Duration = Duration::from_millis(50);
 
 impl ThreadPoolMixIn {
     /// The pool's counters now.
@@ -214,7 +308,7 @@ impl ThreadPoolMixIn {
         }
     }
 
-    fn start(&self) -> Pool {
+    fn start(&self, handle: ServerHandle) -> Arc<Pool> {
         let (sender, receiver) = crossbeam_channel::bounded::<Job>(self.queue_size);
         let live = Arc::new(InFlight::default());
         let mut threads = Vec::with_capacity(self.workers + 1);
@@ -226,8 +320,9 @@ impl ThreadPoolMixIn {
                 .name(format!("{}-{n}", self.thread_name))
                 .stack_size(self.stack_size)
                 .spawn(move || {
-                    let _alive = alive;
+                    alive.enter();
                     worker(&receiver, &counters);
+                    drop(alive);
                 });
             match spawned {
                 Ok(thread) => threads.push(thread),
@@ -237,11 +332,8 @@ impl ThreadPoolMixIn {
         let gate = match self.dispatch {
             Dispatch::Immediately => None,
             Dispatch::WhenReadable { idle_timeout } => {
-                match Gate::start(self, idle_timeout, sender.clone(), &live) {
-                    Ok((gate, thread)) => {
-                        threads.push(thread);
-                        Some(gate)
-                    }
+                match Gate::new(idle_timeout, self.max_waiting) {
+                    Ok(gate) => Some(Arc::new(gate)),
                     Err(err) => {
                         log::error!("thread pool: readiness dispatch unavailable ({err}); dispatching at once");
                         None
@@ -249,33 +341,33 @@ impl ThreadPoolMixIn {
                 }
             }
         };
-        Pool {
-            sender: RwLock::new(Some(sender)),
+        let pool = Arc::new(Pool {
+            sender: Mutex::new(Some(sender)),
             receiver,
+            closing: AtomicBool::new(false),
+            handle,
+            overload: self.overload,
+            counters: Arc::clone(&self.counters),
             gate,
             threads: Mutex::new(threads),
             live,
+        });
+        if let Some(gate) = &pool.gate {
+            let alive = pool.live.start();
+            let (gate, gate_pool) = (Arc::clone(gate), Arc::downgrade(&pool));
+            let spawned = thread::Builder::new()
+                .name(format!("{}-gate", self.thread_name))
+                .spawn(move || {
+                    alive.enter();
+                    gate.run(&gate_pool);
+                    drop(alive);
+                });
+            match spawned {
+                Ok(thread) => pool.threads.lock().push(thread),
+                Err(err) => log::error!("thread pool: could not start the readiness thread: {err}"),
+            }
         }
-    }
-
-    /// Queues a task as the overload policy says.
-    fn submit(overload: Overload, counters: &Counters, sender: &Sender<Job>, task: Job) {
-        let refused = match overload {
-            Overload::Wait => sender.send(task).err().map(|e| e.into_inner()),
-            Overload::Reject => match sender.try_send(task) {
-                Ok(()) => None,
-                Err(TrySendError::Full(task)) => {
-                    counters.rejected.fetch_add(1, Ordering::SeqCst);
-                    task.reject();
-                    None
-                }
-                Err(TrySendError::Disconnected(task)) => Some(task),
-            },
-        };
-        if let Some(task) = refused {
-            // The pool is closed: nobody will ever run it.
-            task.close();
-        }
+        pool
     }
 }
 
@@ -283,11 +375,9 @@ fn worker(receiver: &Receiver<Job>, counters: &Counters) {
     for task in receiver.iter() {
         counters.active.fetch_add(1, Ordering::SeqCst);
         // process_request_thread catches handler panics; this catches a
-        // panicking hook (shutdown_request, handle_error) so that the
-        // worker survives that too.
-        if let Err(message) = crate::panic::catch(|| task.run()) {
-            log::error!("thread pool: a request hook panicked: {message}");
-        }
+        // panicking hook (shutdown_request, handle_error) so that the worker
+        // survives that too.
+        guarded("a request hook", || task.run());
         counters.active.fetch_sub(1, Ordering::SeqCst);
         counters.served.fetch_add(1, Ordering::SeqCst);
     }
@@ -300,73 +390,77 @@ impl MixIn for ThreadPoolMixIn {
         request: RequestOf<S>,
         client_address: AddressOf<S>,
     ) {
-        let pool = self.pool.get_or_init(|| self.start());
-        let sender = pool.sender.read();
-        let new_task = |request, client_address| -> Job {
-            Box::new(Request {
-                server: Arc::clone(server),
-                request,
-                client_address,
-            })
-        };
-        let Some(sender) = sender.as_ref() else {
-            new_task(request, client_address).close();
+        let pool = self
+            .pool
+            .get_or_init(|| self.start(server.shutdown_handle()));
+        let Some(sender) = pool.sender.lock().clone() else {
+            server.shutdown_request(request); // closed: nobody will run it
             return;
         };
         let readiness = <<S::Base as Root>::Transport as Transport>::readiness(&request);
-        let (Some(gate), Some(fd)) = (&pool.gate, readiness) else {
-            Self::submit(
-                self.overload,
-                &self.counters,
-                sender,
-                new_task(request, client_address),
-            );
-            return;
-        };
-        // Registered and recorded under one lock, so that the gate cannot
-        // see the event before it knows the task.
-        let mut state = gate.state.lock();
-        let token = gate.watch(&mut state, fd);
-        let task = new_task(request, client_address);
-        match token {
-            Some(token) => gate.hold(state, token, task),
-            None => {
-                drop(state);
-                Self::submit(self.overload, &self.counters, sender, task);
+        if let (Some(gate), Some(fd)) = (&pool.gate, readiness) {
+            match gate.admit(pool, fd) {
+                Admission::Watched(state, token) => {
+                    let waiting = Box::new(Pending {
+                        server: Arc::downgrade(server),
+                        request,
+                        client_address,
+                    });
+                    return gate.hold(state, token, waiting);
+                }
+                Admission::Full => {
+                    return pool.reject(Box::new(Request {
+                        server: Arc::clone(server),
+                        request,
+                        client_address,
+                    }));
+                }
+                Admission::Unwatched => {}
             }
         }
+        let task = Box::new(Request {
+            server: Arc::clone(server),
+            request,
+            client_address,
+        });
+        pool.submit(&sender, task, || {});
     }
 
-    /// Stops taking requests; with `block_on_close`, waits (up to
-    /// `close_timeout`) until the queued and running ones are done.
+    /// Stops taking requests and closes connections that never sent
+    /// anything; with `block_on_close`, waits (up to `close_timeout`) until
+    /// the queued and running requests are done.
     fn server_close(&self) {
         let Some(pool) = self.pool.get() else { return };
-        // Closing the queue: the gate hands over what becomes readable, then
-        // drops its sender; the workers finish the queue, then exit.
-        pool.sender.write().take();
+        pool.closing.store(true, Ordering::SeqCst);
+        pool.sender.lock().take();
         if let Some(gate) = &pool.gate {
             gate.close();
         }
-        if !self.block_on_close {
+        // From a pool thread (dropping the last handle to the server there):
+        // the others finish on their own; waiting could wait for ourselves.
+        if !self.block_on_close || pool.live.is_current_thread_inside() {
             return;
         }
-        let me = thread::current().id();
-        let own = pool.threads.lock().iter().any(|t| t.thread().id() == me);
         let deadline = self.close_timeout.map(|t| Instant::now() + t);
-        let still_running = pool.live.wait_idle(deadline, usize::from(own));
-        if still_running > usize::from(own) {
-            log::warn!(
-                "server_close: {} pool threads still busy after close_timeout; leaving them",
-                still_running - usize::from(own)
-            );
+        let still_running = pool.live.wait_idle(deadline);
+        if still_running > 0 {
+            log::warn!("server_close: {still_running} pool threads still busy after close_timeout; leaving them");
             return;
         }
         for thread in pool.threads.lock().drain(..) {
-            if thread.thread().id() != me {
-                let _ = thread.join();
-            }
+            let _ = thread.join();
         }
     }
+}
+
+/// What [`Gate::admit`] decided.
+enum Admission<'a> {
+    /// Registered in the epoll set: hold the connection under this lock.
+    Watched(MutexGuard<'a, GateState>, u64),
+    /// The waiting set is full and the policy is to refuse (or shutdown came).
+    Full,
+    /// Not watched (the gate is closing, or epoll refused): queue it now.
+    Unwatched,
 }
 
 /// Holds accepted connections until they are readable, then queues them.
@@ -375,19 +469,19 @@ struct Gate {
     epoll: Epoll,
     wake: EventFd,
     state: Mutex<GateState>,
+    /// Signalled when a waiting connection leaves (room under `max_waiting`).
+    room: Condvar,
     idle_timeout: Option<Duration>,
+    max_waiting: usize,
 }
 
 struct GateState {
-    /// Watched connections' tasks, by epoll token.
-    pending: HashMap<u64, Job>,
+    /// Watched connections, by epoll token.
+    pending: HashMap<u64, Box<dyn Waiting>>,
     /// (deadline, token), in registration order: deadlines only grow.
     expiry: VecDeque<(Instant, u64)>,
     next_token: u64,
     closing: bool,
-    sender: Option<Sender<Job>>,
-    overload: Overload,
-    counters: Option<Arc<Counters>>,
 }
 
 impl std::fmt::Debug for GateState {
@@ -403,16 +497,11 @@ impl std::fmt::Debug for GateState {
 const WAKE: u64 = 0;
 
 impl Gate {
-    fn start(
-        mixin: &ThreadPoolMixIn,
-        idle_timeout: Option<Duration>,
-        sender: Sender<Job>,
-        live: &Arc<InFlight>,
-    ) -> std::io::Result<(Arc<Gate>, JoinHandle<()>)> {
+    fn new(idle_timeout: Option<Duration>, max_waiting: usize) -> std::io::Result<Gate> {
         let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
         let wake = EventFd::from_flags(EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC)?;
         epoll.add(wake.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, WAKE))?;
-        let gate = Arc::new(Gate {
+        Ok(Gate {
             epoll,
             wake,
             state: Mutex::new(GateState {
@@ -420,53 +509,52 @@ impl Gate {
                 expiry: VecDeque::new(),
                 next_token: WAKE + 1,
                 closing: false,
-                sender: Some(sender),
-                overload: mixin.overload,
-                counters: Some(Arc::clone(&mixin.counters)),
             }),
+            room: Condvar::new(),
             idle_timeout,
-        });
-        let thread_gate = Arc::clone(&gate);
-        let alive = live.start();
-        let thread = thread::Builder::new()
-            .name(format!("{}-gate", mixin.thread_name))
-            .spawn(move || {
-                let _alive = alive;
-                thread_gate.run();
-            })?;
-        Ok((gate, thread))
+            max_waiting: max_waiting.max(1),
+        })
     }
 
     fn waiting(&self) -> usize {
         self.state.lock().pending.len()
     }
 
-    /// Adds a connection to the epoll set (one-shot: it fires once, and the
-    /// registration goes when the connection is closed). `None` when the
-    /// gate is closing or epoll refuses: dispatch at once instead.
-    fn watch(&self, state: &mut GateState, fd: BorrowedFd<'_>) -> Option<u64> {
+    /// Makes room under `max_waiting` (waiting or refusing as the policy
+    /// says), then adds the connection to the epoll set — one-shot: it
+    /// fires once, and the registration goes when the connection closes.
+    /// The lock comes back held, so that the gate cannot see the event
+    /// before it knows the connection.
+    fn admit(&self, pool: &Pool, fd: BorrowedFd<'_>) -> Admission<'_> {
+        let mut state = self.state.lock();
+        while state.pending.len() >= self.max_waiting && !state.closing {
+            if pool.overload == Overload::Reject || pool.handle.shutdown_requested() {
+                return Admission::Full;
+            }
+            self.room.wait_for(&mut state, WAIT_SLICE);
+        }
         if state.closing {
-            return None;
+            return Admission::Unwatched;
         }
         let token = state.next_token;
         state.next_token += 1;
         let flags = EpollFlags::EPOLLIN | EpollFlags::EPOLLRDHUP | EpollFlags::EPOLLONESHOT;
         match self.epoll.add(fd, EpollEvent::new(flags, token)) {
-            Ok(()) => Some(token),
+            Ok(()) => Admission::Watched(state, token),
             Err(err) => {
                 log::debug!("thread pool: epoll_ctl failed ({err}); dispatching at once");
-                None
+                Admission::Unwatched
             }
         }
     }
 
-    /// Keeps a watched connection's task until it is readable or expires.
-    fn hold(&self, mut state: parking_lot::MutexGuard<'_, GateState>, token: u64, task: Job) {
+    /// Keeps a watched connection until it is readable or expires.
+    fn hold(&self, mut state: MutexGuard<'_, GateState>, token: u64, waiting: Box<dyn Waiting>) {
         let was_idle = state.expiry.is_empty();
         if let Some(timeout) = self.idle_timeout {
             state.expiry.push_back((Instant::now() + timeout, token));
         }
-        state.pending.insert(token, task);
+        state.pending.insert(token, waiting);
         drop(state);
         if was_idle {
             // The gate may be waiting with no deadline: give it this one.
@@ -474,18 +562,71 @@ impl Gate {
         }
     }
 
+    /// Stops watching: connections that never sent anything are closed now
+    /// (no request is lost: they made none); the gate thread then exits.
     fn close(&self) {
-        self.state.lock().closing = true;
+        let silent: Vec<_> = {
+            let mut state = self.state.lock();
+            state.closing = true;
+            state.expiry.clear();
+            state.pending.drain().map(|(_, waiting)| waiting).collect()
+        };
+        self.room.notify_all();
         let _ = self.wake.write(1);
+        for waiting in silent {
+            if let Some(task) = waiting.upgrade() {
+                guarded("shutdown_request", || task.close());
+            }
+        }
     }
 
-    fn run(&self) {
+    /// Takes the connections past their idle deadline.
+    fn take_expired(&self, state: &mut GateState) -> Vec<Box<dyn Waiting>> {
+        let now = Instant::now();
+        let mut expired = Vec::new();
+        while let Some(&(deadline, token)) = state.expiry.front() {
+            if !state.pending.contains_key(&token) {
+                state.expiry.pop_front(); // dispatched already
+            } else if deadline <= now {
+                state.expiry.pop_front();
+                expired.extend(state.pending.remove(&token));
+            } else {
+                break;
+            }
+        }
+        expired
+    }
+
+    fn close_expired(&self, pool: &Pool, expired: Vec<Box<dyn Waiting>>) {
+        if expired.is_empty() {
+            return;
+        }
+        self.room.notify_all();
+        for waiting in expired {
+            pool.counters.expired.fetch_add(1, Ordering::SeqCst);
+            log::debug!("thread pool: closing a connection silent past the idle timeout");
+            if let Some(task) = waiting.upgrade() {
+                guarded("shutdown_request", || task.close());
+            }
+        }
+    }
+
+    /// The gate thread: hands over readable connections and expires silent
+    /// ones until closed. If it ever unwinds, the guard closes what waits.
+    fn run(&self, pool: &Weak<Pool>) {
+        struct Exit<'a>(&'a Gate);
+        impl Drop for Exit<'_> {
+            fn drop(&mut self) {
+                self.0.close();
+            }
+        }
+        let _exit = Exit(self);
         let mut events = vec![EpollEvent::empty(); 256];
         loop {
             let timeout = {
                 let state = self.state.lock();
-                if state.closing && state.pending.is_empty() {
-                    break;
+                if state.closing {
+                    return;
                 }
                 state
                     .expiry
@@ -501,59 +642,40 @@ impl Gate {
                 Ok(n) => n,
                 Err(Errno::EINTR) => 0,
                 Err(err) => {
-                    log::error!("thread pool: epoll_wait failed: {err}; dispatching what waits");
-                    self.state.lock().closing = true;
-                    0
+                    log::error!(
+                        "thread pool: epoll_wait failed: {err}; no longer waiting for readiness"
+                    );
+                    return;
                 }
             };
-            let (ready, expired, sender, overload, counters) = {
+            let (ready, expired) = {
                 let mut state = self.state.lock();
                 let mut ready = Vec::new();
                 for event in &events[..n] {
                     if event.data() == WAKE {
                         let _ = self.wake.read();
-                    } else if let Some(task) = state.pending.remove(&event.data()) {
-                        ready.push(task);
+                    } else if let Some(waiting) = state.pending.remove(&event.data()) {
+                        ready.push(waiting);
                     }
                 }
-                let now = Instant::now();
-                let mut expired = Vec::new();
-                while let Some(&(deadline, token)) = state.expiry.front() {
-                    if !state.pending.contains_key(&token) {
-                        state.expiry.pop_front();
-                    } else if deadline <= now {
-                        state.expiry.pop_front();
-                        expired.extend(state.pending.remove(&token));
-                    } else {
-                        break;
-                    }
-                }
-                let sender = if state.closing && state.pending.is_empty() {
-                    state.sender.take()
-                } else {
-                    state.sender.clone()
-                };
-                (
-                    ready,
-                    expired,
-                    sender,
-                    state.overload,
-                    state.counters.clone(),
-                )
+                (ready, self.take_expired(&mut state))
             };
-            let counters = counters.expect("set at start");
-            for task in expired {
-                counters.expired.fetch_add(1, Ordering::SeqCst);
-                log::debug!("thread pool: closing a connection silent past the idle timeout");
-                task.close();
+            if !ready.is_empty() {
+                self.room.notify_all();
             }
-            for task in ready {
+            let Some(pool) = pool.upgrade() else { return };
+            self.close_expired(&pool, expired);
+            let sender = pool.sender.lock().clone();
+            for task in ready.into_iter().filter_map(|waiting| waiting.upgrade()) {
                 match &sender {
-                    Some(sender) => ThreadPoolMixIn::submit(overload, &counters, sender, task),
-                    None => task.close(),
+                    // While the queue is full, keep expiring silent connections.
+                    Some(sender) => pool.submit(sender, task, || {
+                        let expired = self.take_expired(&mut self.state.lock());
+                        self.close_expired(&pool, expired);
+                    }),
+                    None => guarded("shutdown_request", || task.close()),
                 }
             }
         }
-        self.state.lock().sender.take();
     }
 }

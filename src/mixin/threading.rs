@@ -130,6 +130,7 @@ impl MixIn for ThreadingMixIn {
             .name(format!("{}-{n}", self.thread_name))
             .stack_size(self.stack_size)
             .spawn(move || {
+                running.enter();
                 if let Some((request, client_address)) = thread_slot.lock().take() {
                     process_request_thread(&*thread_server, request, client_address);
                 }
@@ -161,17 +162,16 @@ impl MixIn for ThreadingMixIn {
             return;
         }
         let deadline = self.close_timeout.map(|t| Instant::now() + t);
-        let me = thread::current().id();
-        // A request thread may close the server (by dropping the last handle
-        // to it): it must not wait for itself.
-        let own = self.threads.lock().iter().any(|t| t.thread().id() == me);
-        let still_running = self.in_flight.wait_idle(deadline, usize::from(own));
-        if still_running > usize::from(own) {
+        // A request thread may close the server (dropping the last handle to
+        // it, or from a hook): it waits for the others, not for itself.
+        let still_running = self.in_flight.wait_idle(deadline);
+        if still_running > 0 {
             log::warn!(
                 "server_close: {still_running} request threads still running after close_timeout; \
                  leaving them to finish"
             );
         }
+        let me = thread::current().id();
         let mut threads = self.threads.lock();
         reap(&mut threads);
         threads.retain(|t| t.thread().id() != me);

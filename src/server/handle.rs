@@ -78,7 +78,8 @@ impl ServerHandle {
     ///
     /// The loop wakes at once (no `poll_interval` wait). Called before
     /// `serve_forever` starts, it makes the next `serve_forever` return at
-    /// once (as Python). Called after the server is closed, it returns at once.
+    /// once (as Python). On a closed server with no loop running, it returns
+    /// at once.
     ///
     /// # Errors
     ///
@@ -96,7 +97,9 @@ impl ServerHandle {
             ));
         }
         self.request_shutdown();
-        while !state.is_shut_down && !state.closed {
+        // A loop still running (even on a closed server) is waited for; a
+        // closed server with none running has nothing to wait for.
+        while state.serving.is_some() || (!state.is_shut_down && !state.closed) {
             self.shared.changed.wait(&mut state);
         }
         Ok(())

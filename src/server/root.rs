@@ -5,7 +5,8 @@
 use std::fmt;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, RawFd};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,8 +34,8 @@ use crate::ServerHandle;
 pub struct Server<T: Transport, M: MixIn = Synchronous> {
     socket: RwLock<Option<Arc<T::Socket>>>,
     server_address: Mutex<T::Address>,
-    /// `server_bind` succeeded, so a Unix socket file is ours to remove.
-    bound: AtomicBool,
+    /// The Unix socket file `server_bind` created, to remove on close.
+    socket_file: Mutex<Option<SocketFile>>,
     handler: Box<dyn RequestHandler<T::Kind>>,
     handle: ServerHandle,
     /// The concurrency mix-in and its settings (e.g. `daemon_threads`).
@@ -77,7 +78,7 @@ impl<T: Transport, M: MixIn + Default> Server<T, M> {
         Ok(Server {
             socket: RwLock::new(Some(Arc::new(socket))),
             server_address: Mutex::new(server_address),
-            bound: AtomicBool::new(false),
+            socket_file: Mutex::new(None),
             handler,
             handle: ServerHandle::new()?,
             timeout: mixin.default_timeout(),
@@ -101,8 +102,13 @@ impl<T: Transport, M: MixIn> Server<T, M> {
         &self.handle
     }
 
-    /// The listening socket, or an error once the server is closed.
-    pub(crate) fn socket(&self) -> io::Result<Arc<T::Socket>> {
+    /// Python's `server.socket`: the listening socket (a `TcpListener`,
+    /// `UdpSocket`, `UnixListener` or `UnixDatagram`), or an error once the
+    /// server is closed. Before binding it is a fresh, unbound socket, so a
+    /// `server_bind` override can set options on it first — through
+    /// `socket2::SockRef::from(&*socket)` for those std does not offer (as
+    /// `http.server`'s DualStackServer clears `IPV6_V6ONLY`).
+    pub fn socket(&self) -> io::Result<Arc<T::Socket>> {
         self.socket.read().clone().ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::NotConnected,
@@ -130,8 +136,10 @@ impl<T: Transport, M: MixIn> Server<T, M> {
         };
         let requested = self.server_address();
         let bound = T::bind(&socket, &requested, reuse)?;
+        if let Some(path) = T::socket_file(&bound) {
+            *self.socket_file.lock() = SocketFile::created(path);
+        }
         *self.server_address.lock() = bound;
-        self.bound.store(true, Ordering::SeqCst);
         Ok(())
     }
 
@@ -156,10 +164,57 @@ impl<T: Transport, M: MixIn> Server<T, M> {
     /// Unix socket file if this server made it, and tells `shutdown()`
     /// callers that no loop will answer. Safe to call twice.
     pub(crate) fn close(&self) {
-        if self.socket.write().take().is_some() && self.bound.swap(false, Ordering::SeqCst) {
-            T::unbind(&self.server_address());
+        if self.socket.write().take().is_some() {
+            if let Some(file) = self.socket_file.lock().take() {
+                file.remove();
+            }
         }
         self.handle.close();
+    }
+}
+
+/// A Unix socket file this server created, and how to recognise it: by
+/// the time the server closes, the path may name another server's socket
+/// (ours was removed and the path bound again), or, relative to a changed
+/// working directory, some other file — neither is ours to remove.
+#[derive(Debug)]
+struct SocketFile {
+    path: PathBuf,
+    device: u64,
+    inode: u64,
+    /// A forked child that drops its copy of the server must not remove the
+    /// parent's file.
+    pid: u32,
+}
+
+impl SocketFile {
+    fn created(path: &Path) -> Option<SocketFile> {
+        let path = std::path::absolute(path).ok()?;
+        let metadata = std::fs::symlink_metadata(&path).ok()?;
+        Some(SocketFile {
+            path,
+            device: metadata.dev(),
+            inode: metadata.ino(),
+            pid: std::process::id(),
+        })
+    }
+
+    fn remove(self) {
+        let ours = std::process::id() == self.pid
+            && std::fs::symlink_metadata(&self.path).is_ok_and(|m| {
+                m.file_type().is_socket() && m.dev() == self.device && m.ino() == self.inode
+            });
+        if !ours {
+            return;
+        }
+        if let Err(err) = std::fs::remove_file(&self.path) {
+            if err.kind() != io::ErrorKind::NotFound {
+                log::warn!(
+                    "could not remove socket file {}: {err}",
+                    self.path.display()
+                );
+            }
+        }
     }
 }
 

@@ -64,10 +64,11 @@ pub trait Transport: private::Sealed + Send + Sync + Sized + 'static {
         let _ = request;
         None
     }
-    /// Undoes what `bind` left on the file system (the Unix socket file).
+    /// The file `bind` creates (a Unix socket's path), to remove on close.
     #[doc(hidden)]
-    fn unbind(address: &Self::Address) {
+    fn socket_file(address: &Self::Address) -> Option<&std::path::Path> {
         let _ = address;
+        None
     }
 }
 
@@ -156,4 +157,33 @@ pub(crate) fn resolve(
                 format!("{class}: the server address resolved to nothing"),
             )
         })
+}
+
+/// recvfrom(2) with MSG_DONTWAIT, for datagram servers. Their sockets stay
+/// blocking, so that a reply waits for room as Python's does (a Unix
+/// datagram client that reads slowly would otherwise get EAGAIN), while the
+/// loop's read, made after poll(2) said ready, still never blocks. At most
+/// `max_packet_size` bytes are kept; the rest of a longer datagram is dropped
+/// by the kernel, as Python's `recvfrom(max_packet_size)`.
+pub(crate) fn recv_datagram<A: nix::sys::socket::SockaddrLike>(
+    socket: &impl AsFd,
+    max_packet_size: usize,
+) -> io::Result<(Vec<u8>, A)> {
+    use nix::sys::socket::{recvmsg, MsgFlags};
+    use std::os::fd::AsRawFd;
+    let mut data = vec![0; max_packet_size];
+    let (len, address) = {
+        let mut iov = [io::IoSliceMut::new(&mut data)];
+        let message = recvmsg::<A>(
+            socket.as_fd().as_raw_fd(),
+            &mut iov,
+            None,
+            MsgFlags::MSG_DONTWAIT,
+        )?;
+        (message.bytes, message.address)
+    };
+    data.truncate(len);
+    let address =
+        address.ok_or_else(|| io::Error::other("a datagram came with no sender address"))?;
+    Ok((data, address))
 }

@@ -4,9 +4,10 @@ use std::io;
 use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
 use std::sync::Arc;
 
+use nix::sys::socket::SockaddrStorage;
 use socket2::{Domain, SockRef, Socket, Type};
 
-use super::transport::{bind_inet, Reuse, Transport};
+use super::transport::{bind_inet, recv_datagram, Reuse, Transport};
 use super::Server;
 use crate::handler::{finish_datagram_request, Datagram, Packet, RequestHandler};
 use crate::mixin::MixIn;
@@ -24,9 +25,8 @@ impl Transport for Udp {
     type Address = SocketAddr;
 
     fn socket(address: &SocketAddr) -> io::Result<UdpSocket> {
-        let socket = Socket::new(Domain::for_address(*address), Type::DGRAM, None)?;
-        socket.set_nonblocking(true)?;
-        Ok(socket.into())
+        // Blocking: see recv_datagram.
+        Ok(Socket::new(Domain::for_address(*address), Type::DGRAM, None)?.into())
     }
 
     fn bind(socket: &UdpSocket, address: &SocketAddr, reuse: Reuse) -> io::Result<SocketAddr> {
@@ -42,11 +42,8 @@ impl Transport for Udp {
         socket: &Arc<UdpSocket>,
         max_packet_size: usize,
     ) -> io::Result<(Packet<UdpSocket>, SocketAddr)> {
-        // recvfrom(max_packet_size): the kernel drops what does not fit, so a
-        // longer datagram arrives truncated, exactly as from Python.
-        let mut data = vec![0; max_packet_size];
-        let (len, address) = socket.recv_from(&mut data)?;
-        data.truncate(len);
+        let (data, address) = recv_datagram::<SockaddrStorage>(&**socket, max_packet_size)?;
+        let address = inet_address(&address)?;
         Ok((Packet::new(data, Arc::clone(socket)), address))
     }
 
@@ -93,5 +90,18 @@ impl<M: MixIn + Default> Server<Udp, M> {
     ) -> io::Result<Self> {
         let address = super::transport::resolve(Udp::CLASS, server_address)?;
         Server::create(address, Box::new(handler))
+    }
+}
+
+/// A sender's address as a `SocketAddr`.
+fn inet_address(address: &SockaddrStorage) -> io::Result<SocketAddr> {
+    if let Some(v4) = address.as_sockaddr_in() {
+        Ok(SocketAddr::from(*v4))
+    } else if let Some(v6) = address.as_sockaddr_in6() {
+        Ok(SocketAddr::from(*v6))
+    } else {
+        Err(io::Error::other(
+            "a UDP datagram came from a non-Internet address",
+        ))
     }
 }

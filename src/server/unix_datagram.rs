@@ -5,10 +5,10 @@ use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use nix::sys::socket::UnixAddr;
 use socket2::{Domain, SockRef, Socket, Type};
 
-use super::transport::{bind_unix, Reuse, Transport};
-use super::unix_stream::remove_socket_file;
+use super::transport::{bind_unix, recv_datagram, Reuse, Transport};
 use super::Server;
 use crate::handler::{finish_datagram_request, Datagram, Packet, RequestHandler};
 use crate::mixin::MixIn;
@@ -27,9 +27,8 @@ impl Transport for UnixDgram {
     type Address = PathBuf;
 
     fn socket(_: &PathBuf) -> io::Result<UnixDatagram> {
-        let socket = Socket::new(Domain::UNIX, Type::DGRAM, None)?;
-        socket.set_nonblocking(true)?;
-        Ok(socket.into())
+        // Blocking: see recv_datagram.
+        Ok(Socket::new(Domain::UNIX, Type::DGRAM, None)?.into())
     }
 
     fn bind(socket: &UnixDatagram, path: &PathBuf, _: Reuse) -> io::Result<PathBuf> {
@@ -45,10 +44,8 @@ impl Transport for UnixDgram {
         socket: &Arc<UnixDatagram>,
         max_packet_size: usize,
     ) -> io::Result<(Packet<UnixDatagram>, PathBuf)> {
-        let mut data = vec![0; max_packet_size];
-        let (len, address) = socket.recv_from(&mut data)?;
-        data.truncate(len);
-        let address = address.as_pathname().map(Into::into).unwrap_or_default();
+        let (data, address) = recv_datagram::<UnixAddr>(&**socket, max_packet_size)?;
+        let address = address.path().map(Into::into).unwrap_or_default();
         Ok((Packet::new(data, Arc::clone(socket)), address))
     }
 
@@ -63,8 +60,8 @@ impl Transport for UnixDgram {
         finish_datagram_request(handler, request, client_address.clone().into(), server)
     }
 
-    fn unbind(path: &PathBuf) {
-        remove_socket_file(path);
+    fn socket_file(path: &PathBuf) -> Option<&Path> {
+        Some(path)
     }
 }
 
