@@ -16,8 +16,15 @@ thread_local! {
 
 #[derive(Debug, Default)]
 pub(crate) struct InFlight {
-    count: Mutex<usize>,
+    count: Mutex<Count>,
     idle: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct Count {
+    running: usize,
+    /// Of those running, how many are inside `wait_idle` themselves.
+    waiting: usize,
 }
 
 impl InFlight {
@@ -25,14 +32,14 @@ impl InFlight {
     /// spawned and moved into it, so that `server_close` cannot miss a
     /// thread that has not started yet.
     pub(crate) fn start(self: &Arc<Self>) -> Running {
-        *self.count.lock() += 1;
+        self.count.lock().running += 1;
         Running {
             in_flight: Arc::clone(self),
         }
     }
 
     pub(crate) fn count(&self) -> usize {
-        *self.count.lock()
+        self.count.lock().running
     }
 
     fn address(self: &Arc<Self>) -> usize {
@@ -44,17 +51,25 @@ impl InFlight {
         INSIDE.with(Cell::get) == self.address()
     }
 
-    /// Waits until none runs but the caller (if it is one of them: several
-    /// such callers must not wait for each other) or the deadline passes;
-    /// returns how many others still run.
+    /// Waits until none runs (the deadline passing first), and returns how
+    /// many still do. Called from one of the counted threads, it waits until
+    /// every other one is waiting here too: several request threads closing
+    /// the server at once must not wait for each other.
     pub(crate) fn wait_idle(self: &Arc<Self>, deadline: Option<Instant>) -> usize {
         let inside = self.is_current_thread_inside();
         let mut count = self.count.lock();
         if inside {
-            *count -= 1;
+            count.waiting += 1;
             self.idle.notify_all();
         }
-        while *count > 0 {
+        let busy = |c: &Count| {
+            if inside {
+                c.running - c.waiting
+            } else {
+                c.running
+            }
+        };
+        while busy(&count) > 0 {
             match deadline {
                 None => self.idle.wait(&mut count),
                 Some(deadline) => {
@@ -64,9 +79,9 @@ impl InFlight {
                 }
             }
         }
-        let others = *count;
+        let others = busy(&count);
         if inside {
-            *count += 1;
+            count.waiting -= 1;
         }
         others
     }
@@ -85,8 +100,7 @@ impl Running {
 
 impl Drop for Running {
     fn drop(&mut self) {
-        let mut count = self.in_flight.count.lock();
-        *count -= 1;
+        self.in_flight.count.lock().running -= 1;
         self.in_flight.idle.notify_all();
     }
 }

@@ -354,17 +354,25 @@ impl ThreadPoolMixIn {
         });
         if let Some(gate) = &pool.gate {
             let alive = pool.live.start();
-            let (gate, gate_pool) = (Arc::clone(gate), Arc::downgrade(&pool));
+            let (thread_gate, gate_pool) = (Arc::clone(gate), Arc::downgrade(&pool));
+            // The gate's own sender: it still hands over what became
+            // readable after server_close has taken the pool's.
+            let sender = pool.sender.lock().clone();
             let spawned = thread::Builder::new()
                 .name(format!("{}-gate", self.thread_name))
                 .spawn(move || {
                     alive.enter();
-                    gate.run(&gate_pool);
+                    if let Some(sender) = sender {
+                        thread_gate.run(&gate_pool, &sender);
+                    }
                     drop(alive);
                 });
             match spawned {
                 Ok(thread) => pool.threads.lock().push(thread),
-                Err(err) => log::error!("thread pool: could not start the readiness thread: {err}"),
+                Err(err) => {
+                    log::error!("thread pool: could not start the readiness thread ({err}); dispatching at once");
+                    gate.close();
+                }
             }
         }
         pool
@@ -562,9 +570,17 @@ impl Gate {
         }
     }
 
-    /// Stops watching: connections that never sent anything are closed now
-    /// (no request is lost: they made none); the gate thread then exits.
+    /// Stops watching: the gate thread hands over what is readable by now,
+    /// closes the connections that never sent anything (no request is lost:
+    /// they made none), and exits. New connections are dispatched at once.
     fn close(&self) {
+        self.state.lock().closing = true;
+        self.room.notify_all();
+        let _ = self.wake.write(1);
+    }
+
+    /// Closes every connection still waiting (the gate thread's last act).
+    fn close_waiting(&self) {
         let silent: Vec<_> = {
             let mut state = self.state.lock();
             state.closing = true;
@@ -572,7 +588,6 @@ impl Gate {
             state.pending.drain().map(|(_, waiting)| waiting).collect()
         };
         self.room.notify_all();
-        let _ = self.wake.write(1);
         for waiting in silent {
             if let Some(task) = waiting.upgrade() {
                 guarded("shutdown_request", || task.close());
@@ -612,31 +627,31 @@ impl Gate {
     }
 
     /// The gate thread: hands over readable connections and expires silent
-    /// ones until closed. If it ever unwinds, the guard closes what waits.
-    fn run(&self, pool: &Weak<Pool>) {
+    /// ones until closed, then makes one last pass without waiting. Whatever
+    /// still waits when it returns — or unwinds — is closed.
+    fn run(&self, pool: &Weak<Pool>, sender: &Sender<Job>) {
         struct Exit<'a>(&'a Gate);
         impl Drop for Exit<'_> {
             fn drop(&mut self) {
-                self.0.close();
+                self.0.close_waiting();
             }
         }
         let _exit = Exit(self);
         let mut events = vec![EpollEvent::empty(); 256];
         loop {
-            let timeout = {
+            let (closing, timeout) = {
                 let state = self.state.lock();
-                if state.closing {
-                    return;
-                }
-                state
-                    .expiry
-                    .front()
-                    .map(|(deadline, _)| deadline.saturating_duration_since(Instant::now()))
+                let deadline = state.expiry.front().map(|(deadline, _)| *deadline);
+                (state.closing, deadline)
             };
-            let timeout = match timeout {
-                None => EpollTimeout::NONE,
-                Some(t) => EpollTimeout::try_from(t.as_millis().saturating_add(1))
-                    .unwrap_or(EpollTimeout::MAX),
+            let timeout = match (closing, timeout) {
+                (true, _) => EpollTimeout::ZERO,
+                (false, None) => EpollTimeout::NONE,
+                (false, Some(deadline)) => {
+                    let wait = deadline.saturating_duration_since(Instant::now());
+                    EpollTimeout::try_from(wait.as_millis().saturating_add(1))
+                        .unwrap_or(EpollTimeout::MAX)
+                }
             };
             let n = match self.epoll.wait(&mut events, timeout) {
                 Ok(n) => n,
@@ -665,16 +680,15 @@ impl Gate {
             }
             let Some(pool) = pool.upgrade() else { return };
             self.close_expired(&pool, expired);
-            let sender = pool.sender.lock().clone();
             for task in ready.into_iter().filter_map(|waiting| waiting.upgrade()) {
-                match &sender {
-                    // While the queue is full, keep expiring silent connections.
-                    Some(sender) => pool.submit(sender, task, || {
-                        let expired = self.take_expired(&mut self.state.lock());
-                        self.close_expired(&pool, expired);
-                    }),
-                    None => guarded("shutdown_request", || task.close()),
-                }
+                // While the queue is full, keep expiring silent connections.
+                pool.submit(sender, task, || {
+                    let expired = self.take_expired(&mut self.state.lock());
+                    self.close_expired(&pool, expired);
+                });
+            }
+            if closing && n < events.len() {
+                return;
             }
         }
     }
