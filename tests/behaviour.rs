@@ -523,3 +523,17 @@ fn client_sees_end_of_stream_after_request() {
         assert_eq!(client.join().unwrap(), TEST_STR);
     });
 }
+
+/// `unix_socket_mode` sets the socket file's permissions before `listen`.
+#[test]
+fn unix_socket_mode_is_applied() {
+    use std::os::unix::fs::PermissionsExt;
+    bounded(LIMIT, || {
+        let path = unix_path("mode");
+        let mut server = UnixStreamServer::unbound(&path, line_echo).unwrap();
+        server.unix_socket_mode = Some(0o600);
+        server.bind_and_activate().unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    });
+}

@@ -5,7 +5,7 @@
 use std::fmt;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, RawFd};
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -61,6 +61,11 @@ pub struct Server<T: Transport, M: MixIn = Synchronous> {
     /// Python's `max_packet_size`: the longest datagram read; a longer one
     /// arrives truncated. Defaults to 8192. Datagram servers only.
     pub max_packet_size: usize,
+    /// The permissions of a Unix socket file, e.g. `0o600` so that only this
+    /// user may connect (not in Python). Applied by `server_bind` right after
+    /// binding, before `listen`, so no client connects through the wider
+    /// mode the umask gave. Defaults to `None`: as the umask leaves it.
+    pub unix_socket_mode: Option<u32>,
 }
 
 impl<T: Transport, M: MixIn + Default> Server<T, M> {
@@ -87,6 +92,7 @@ impl<T: Transport, M: MixIn + Default> Server<T, M> {
             allow_reuse_port: false,
             request_queue_size: nix::libc::SOMAXCONN,
             max_packet_size: 8192,
+            unix_socket_mode: None,
         })
     }
 }
@@ -138,6 +144,20 @@ impl<T: Transport, M: MixIn> Server<T, M> {
         let bound = T::bind(&socket, &requested, reuse)?;
         if let Some(path) = T::socket_file(&bound) {
             *self.socket_file.lock() = SocketFile::created(path);
+            if let Some(mode) = self.unix_socket_mode {
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(
+                    |err| {
+                        crate::error::context(
+                            err,
+                            format_args!(
+                                "{}: cannot set mode {mode:o} on {}",
+                                T::CLASS,
+                                path.display()
+                            ),
+                        )
+                    },
+                )?;
+            }
         }
         *self.server_address.lock() = bound;
         Ok(())
@@ -236,6 +256,7 @@ impl<T: Transport, M: MixIn + fmt::Debug> fmt::Debug for Server<T, M> {
             .field("allow_reuse_port", &self.allow_reuse_port)
             .field("request_queue_size", &self.request_queue_size)
             .field("max_packet_size", &self.max_packet_size)
+            .field("unix_socket_mode", &self.unix_socket_mode)
             .finish_non_exhaustive()
     }
 }
