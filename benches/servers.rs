@@ -1,1 +1,3 @@
+//! The side-by-side benchmark (being written).
+
 fn main() {}
