@@ -136,8 +136,8 @@ pub use handler::{
 };
 pub use mixin::{ForkingMixIn, MixIn, Synchronous, ThreadPoolMixIn, ThreadingMixIn};
 pub use server::{
-    AddressOf, BaseServer, RequestOf, Reuse, Root, Server, ServerHandle, Tcp, Transport, Udp, Unix,
-    UnixDgram,
+    AddressOf, BaseServer, BindOptions, RequestOf, Root, Server, ServerHandle, Tcp, Transport, Udp,
+    Unix, UnixDgram,
 };
 
 /// Python's `TCPServer`: TCP, one request at a time.

@@ -4,7 +4,7 @@
 
 use std::fmt;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
 
-use super::transport::{Reuse, Transport};
+use super::transport::{BindOptions, Transport};
 use crate::handler::RequestHandler;
 use crate::mixin::{MixIn, Synchronous};
 use crate::ServerHandle;
@@ -66,6 +66,11 @@ pub struct Server<T: Transport, M: MixIn = Synchronous> {
     /// binding, before `listen`, so no client connects through the wider
     /// mode the umask gave. Defaults to `None`: as the umask leaves it.
     pub unix_socket_mode: Option<u32>,
+    /// Let an IPv6 server take IPv4 clients too, on one socket
+    /// (IPV6_V6ONLY off, as `http.server`'s DualStackServer; not in
+    /// socketserver). `false` leaves the system's default (on Linux,
+    /// `net.ipv6.bindv6only`, usually 0: dual-stack already). IPv6 only.
+    pub dual_stack: bool,
 }
 
 impl<T: Transport, M: MixIn + Default> Server<T, M> {
@@ -75,10 +80,18 @@ impl<T: Transport, M: MixIn + Default> Server<T, M> {
         server_address: T::Address,
         handler: Box<dyn RequestHandler<T::Kind>>,
     ) -> io::Result<Self> {
-        crate::panic::install_hook();
         let socket = T::socket(&server_address).map_err(|err| {
             crate::error::context(err, format_args!("{}: cannot create a socket", T::CLASS))
         })?;
+        Self::assemble(socket, server_address, handler)
+    }
+
+    fn assemble(
+        socket: T::Socket,
+        server_address: T::Address,
+        handler: Box<dyn RequestHandler<T::Kind>>,
+    ) -> io::Result<Self> {
+        crate::panic::install_hook();
         let mixin = M::default();
         Ok(Server {
             socket: RwLock::new(Some(Arc::new(socket))),
@@ -93,7 +106,66 @@ impl<T: Transport, M: MixIn + Default> Server<T, M> {
             request_queue_size: nix::libc::SOMAXCONN,
             max_packet_size: 8192,
             unix_socket_mode: None,
+            dual_stack: false,
         })
+    }
+
+    /// A server on a socket made elsewhere, already bound (and, for a
+    /// stream, listening): a std `TcpListener`, `UdpSocket`, `UnixListener`
+    /// or `UnixDatagram`. `server_bind` and `server_activate` are not called;
+    /// a Unix socket file stays where it is when the server closes (its
+    /// creator owns it). Not in Python.
+    ///
+    /// # Errors
+    ///
+    /// The socket is of another type or family, or (a stream) not listening.
+    ///
+    /// ```
+    /// use socketserver::{BaseServer, StreamRequest, TCPServer};
+    /// let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// let address = listener.local_addr()?;
+    /// let server = TCPServer::from_socket(listener, |_: &mut StreamRequest<'_>| Ok(()))?;
+    /// assert_eq!(server.server_address(), address);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn from_socket(
+        socket: T::Socket,
+        handler: impl RequestHandler<T::Kind>,
+    ) -> io::Result<Self> {
+        let address = T::adopt(&socket)?;
+        Self::assemble(socket, address, Box::new(handler))
+    }
+
+    /// A server on an inherited descriptor (from a parent process, a
+    /// supervisor, `--listen-fd`): as [`from_socket`](Server::from_socket),
+    /// after checking what the descriptor is.
+    pub fn from_fd(fd: OwnedFd, handler: impl RequestHandler<T::Kind>) -> io::Result<Self> {
+        Self::from_socket(T::Socket::from(fd), handler)
+    }
+
+    /// A server on socket `index` passed by systemd socket activation
+    /// (`LISTEN_FDS`, `LISTEN_PID`; the first is 0). Call it before
+    /// starting threads: reading the variables also clears them (the
+    /// listenfd crate), and the environment is not thread-safe.
+    ///
+    /// # Errors
+    ///
+    /// No such socket was passed (not started by systemd, or fewer
+    /// sockets), or it is of another kind.
+    pub fn from_systemd(index: usize, handler: impl RequestHandler<T::Kind>) -> io::Result<Self> {
+        let mut fds = listenfd::ListenFd::from_env();
+        let passed = fds.len();
+        let socket = T::take_inherited(&mut fds, index)?.ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!(
+                    "{}: no socket {index} from systemd (LISTEN_FDS passed {passed}; \
+                     is this process socket-activated?)",
+                    T::CLASS
+                ),
+            )
+        })?;
+        Self::from_socket(socket, handler)
     }
 }
 
@@ -136,12 +208,13 @@ impl<T: Transport, M: MixIn> Server<T, M> {
 
     pub(crate) fn bind(&self) -> io::Result<()> {
         let socket = self.socket()?;
-        let reuse = Reuse {
-            address: self.allow_reuse_address,
-            port: self.allow_reuse_port,
+        let options = BindOptions {
+            reuse_address: self.allow_reuse_address,
+            reuse_port: self.allow_reuse_port,
+            dual_stack: self.dual_stack,
         };
         let requested = self.server_address();
-        let bound = T::bind(&socket, &requested, reuse)?;
+        let bound = T::bind(&socket, &requested, options)?;
         if let Some(path) = T::socket_file(&bound) {
             *self.socket_file.lock() = SocketFile::created(path);
             if let Some(mode) = self.unix_socket_mode {
@@ -257,6 +330,7 @@ impl<T: Transport, M: MixIn + fmt::Debug> fmt::Debug for Server<T, M> {
             .field("request_queue_size", &self.request_queue_size)
             .field("max_packet_size", &self.max_packet_size)
             .field("unix_socket_mode", &self.unix_socket_mode)
+            .field("dual_stack", &self.dual_stack)
             .finish_non_exhaustive()
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use socket2::{Domain, SockRef, Socket, Type};
 
-use super::transport::{bind_inet, Reuse, Transport};
+use super::transport::{bind_inet, check_inherited, BindOptions, Transport};
 use super::Server;
 use crate::handler::{finish_stream_request, Connection, RequestHandler, Stream};
 use crate::mixin::MixIn;
@@ -33,8 +33,30 @@ impl Transport for Tcp {
         Ok(socket.into())
     }
 
-    fn bind(socket: &TcpListener, address: &SocketAddr, reuse: Reuse) -> io::Result<SocketAddr> {
-        bind_inet(Self::CLASS, SockRef::from(socket), address, reuse)
+    fn bind(
+        socket: &TcpListener,
+        address: &SocketAddr,
+        options: BindOptions,
+    ) -> io::Result<SocketAddr> {
+        bind_inet(Self::CLASS, SockRef::from(socket), address, options)
+    }
+
+    fn adopt(socket: &TcpListener) -> io::Result<SocketAddr> {
+        check_inherited(
+            Self::CLASS,
+            SockRef::from(socket),
+            Type::STREAM,
+            &[Domain::IPV4, Domain::IPV6],
+        )?;
+        socket.set_nonblocking(true)?;
+        socket.local_addr()
+    }
+
+    fn take_inherited(
+        fds: &mut listenfd::ListenFd,
+        index: usize,
+    ) -> io::Result<Option<TcpListener>> {
+        fds.take_tcp_listener(index)
     }
 
     fn activate(socket: &TcpListener, request_queue_size: i32) -> io::Result<()> {

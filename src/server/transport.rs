@@ -26,7 +26,7 @@ pub trait Transport: private::Sealed + Send + Sync + Sized + 'static {
     /// [`Datagram`](crate::Datagram).
     type Kind: RequestKind;
     /// The listening socket (`TcpListener`, `UdpSocket`, …).
-    type Socket: AsFd + Send + Sync + 'static;
+    type Socket: AsFd + From<std::os::fd::OwnedFd> + Send + Sync + 'static;
     /// What `get_request` returns (Python's `request`): a connected stream,
     /// or a [`Packet`](crate::Packet).
     type Request: Send + 'static;
@@ -39,8 +39,19 @@ pub trait Transport: private::Sealed + Send + Sync + Sized + 'static {
     fn bind(
         socket: &Self::Socket,
         address: &Self::Address,
-        reuse: Reuse,
+        options: BindOptions,
     ) -> io::Result<Self::Address>;
+    /// Checks that an inherited socket is of this transport's kind (and,
+    /// for a stream, listening), sets it up as `socket` would have, and
+    /// returns its address.
+    #[doc(hidden)]
+    fn adopt(socket: &Self::Socket) -> io::Result<Self::Address>;
+    /// Takes socket `index` passed by systemd (LISTEN_FDS).
+    #[doc(hidden)]
+    fn take_inherited(
+        fds: &mut listenfd::ListenFd,
+        index: usize,
+    ) -> io::Result<Option<Self::Socket>>;
     #[doc(hidden)]
     fn activate(socket: &Self::Socket, request_queue_size: i32) -> io::Result<()>;
     #[doc(hidden)]
@@ -72,26 +83,33 @@ pub trait Transport: private::Sealed + Send + Sync + Sized + 'static {
     }
 }
 
-/// The address-reuse attributes `server_bind` applies before `bind(2)`.
+/// The attributes `server_bind` applies before `bind(2)`.
 #[doc(hidden)]
 #[derive(Debug, Clone, Copy)]
-pub struct Reuse {
-    pub(crate) address: bool,
-    pub(crate) port: bool,
+pub struct BindOptions {
+    pub(crate) reuse_address: bool,
+    pub(crate) reuse_port: bool,
+    pub(crate) dual_stack: bool,
 }
 
 /// `server_bind` for Internet sockets: SO_REUSEADDR and SO_REUSEPORT as
-/// asked, `bind(2)`, then the real address (port 0 resolved).
+/// asked, IPV6_V6ONLY off for a dual-stack IPv6 socket, `bind(2)`, then the
+/// real address (port 0 resolved).
 pub(crate) fn bind_inet(
     class: &str,
     socket: SockRef<'_>,
     address: &std::net::SocketAddr,
-    reuse: Reuse,
+    options: BindOptions,
 ) -> io::Result<std::net::SocketAddr> {
     let fail = |err| bind_error(class, address, err);
-    socket.set_reuse_address(reuse.address).map_err(fail)?;
-    if reuse.port {
+    socket
+        .set_reuse_address(options.reuse_address)
+        .map_err(fail)?;
+    if options.reuse_port {
         socket.set_reuse_port(true).map_err(fail)?;
+    }
+    if options.dual_stack && address.is_ipv6() {
+        socket.set_only_v6(false).map_err(fail)?;
     }
     socket.bind(&(*address).into()).map_err(fail)?;
     socket
@@ -186,4 +204,33 @@ pub(crate) fn recv_datagram<A: nix::sys::socket::SockaddrLike>(
     let address =
         address.ok_or_else(|| io::Error::other("a datagram came with no sender address"))?;
     Ok((data, address))
+}
+
+/// Checks an inherited socket's type, family and (for streams) that it
+/// listens, so that a wrong descriptor fails here, clearly, rather than at
+/// the first accept.
+pub(crate) fn check_inherited(
+    class: &str,
+    socket: SockRef<'_>,
+    kind: socket2::Type,
+    families: &[socket2::Domain],
+) -> io::Result<()> {
+    let wrong = |what: String| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{class}: the inherited socket {what}"),
+        )
+    };
+    let actual = socket.r#type()?;
+    if actual != kind {
+        return Err(wrong(format!("is of type {actual:?}, not {kind:?}")));
+    }
+    let domain = socket.domain()?;
+    if !families.contains(&domain) {
+        return Err(wrong(format!("is of family {domain:?}, not {families:?}")));
+    }
+    if kind == socket2::Type::STREAM && !socket.is_listener()? {
+        return Err(wrong("is not listening (call listen first)".into()));
+    }
+    Ok(())
 }

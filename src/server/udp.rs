@@ -7,7 +7,7 @@ use std::sync::Arc;
 use nix::sys::socket::SockaddrStorage;
 use socket2::{Domain, SockRef, Socket, Type};
 
-use super::transport::{bind_inet, recv_datagram, Reuse, Transport};
+use super::transport::{bind_inet, check_inherited, recv_datagram, BindOptions, Transport};
 use super::Server;
 use crate::handler::{finish_datagram_request, Datagram, Packet, RequestHandler};
 use crate::mixin::MixIn;
@@ -29,8 +29,27 @@ impl Transport for Udp {
         Ok(Socket::new(Domain::for_address(*address), Type::DGRAM, None)?.into())
     }
 
-    fn bind(socket: &UdpSocket, address: &SocketAddr, reuse: Reuse) -> io::Result<SocketAddr> {
-        bind_inet(Self::CLASS, SockRef::from(socket), address, reuse)
+    fn bind(
+        socket: &UdpSocket,
+        address: &SocketAddr,
+        options: BindOptions,
+    ) -> io::Result<SocketAddr> {
+        bind_inet(Self::CLASS, SockRef::from(socket), address, options)
+    }
+
+    fn adopt(socket: &UdpSocket) -> io::Result<SocketAddr> {
+        check_inherited(
+            Self::CLASS,
+            SockRef::from(socket),
+            Type::DGRAM,
+            &[Domain::IPV4, Domain::IPV6],
+        )?;
+        socket.set_nonblocking(false)?; // see recv_datagram
+        socket.local_addr()
+    }
+
+    fn take_inherited(fds: &mut listenfd::ListenFd, index: usize) -> io::Result<Option<UdpSocket>> {
+        fds.take_udp_socket(index)
     }
 
     /// Python's `UDPServer.server_activate`: nothing (no listen).

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use nix::sys::socket::UnixAddr;
 use socket2::{Domain, SockRef, Socket, Type};
 
-use super::transport::{bind_unix, recv_datagram, Reuse, Transport};
+use super::transport::{bind_unix, check_inherited, recv_datagram, BindOptions, Transport};
 use super::Server;
 use crate::handler::{finish_datagram_request, Datagram, Packet, RequestHandler};
 use crate::mixin::MixIn;
@@ -31,9 +31,31 @@ impl Transport for UnixDgram {
         Ok(Socket::new(Domain::UNIX, Type::DGRAM, None)?.into())
     }
 
-    fn bind(socket: &UnixDatagram, path: &PathBuf, _: Reuse) -> io::Result<PathBuf> {
+    fn bind(socket: &UnixDatagram, path: &PathBuf, _: BindOptions) -> io::Result<PathBuf> {
         bind_unix(Self::CLASS, SockRef::from(socket), path)?;
         Ok(path.clone())
+    }
+
+    fn adopt(socket: &UnixDatagram) -> io::Result<PathBuf> {
+        check_inherited(
+            Self::CLASS,
+            SockRef::from(socket),
+            Type::DGRAM,
+            &[Domain::UNIX],
+        )?;
+        socket.set_nonblocking(false)?; // see recv_datagram
+        Ok(socket
+            .local_addr()?
+            .as_pathname()
+            .map(Into::into)
+            .unwrap_or_default())
+    }
+
+    fn take_inherited(
+        fds: &mut listenfd::ListenFd,
+        index: usize,
+    ) -> io::Result<Option<UnixDatagram>> {
+        fds.take_unix_datagram(index)
     }
 
     fn activate(_: &UnixDatagram, _: i32) -> io::Result<()> {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use socket2::{Domain, SockRef, Socket, Type};
 
-use super::transport::{bind_unix, Reuse, Transport};
+use super::transport::{bind_unix, check_inherited, BindOptions, Transport};
 use super::Server;
 use crate::handler::{finish_stream_request, Connection, RequestHandler, Stream};
 use crate::mixin::MixIn;
@@ -34,9 +34,31 @@ impl Transport for Unix {
         Ok(socket.into())
     }
 
-    fn bind(socket: &UnixListener, path: &PathBuf, _: Reuse) -> io::Result<PathBuf> {
+    fn bind(socket: &UnixListener, path: &PathBuf, _: BindOptions) -> io::Result<PathBuf> {
         bind_unix(Self::CLASS, SockRef::from(socket), path)?;
         Ok(path.clone())
+    }
+
+    fn adopt(socket: &UnixListener) -> io::Result<PathBuf> {
+        check_inherited(
+            Self::CLASS,
+            SockRef::from(socket),
+            Type::STREAM,
+            &[Domain::UNIX],
+        )?;
+        socket.set_nonblocking(true)?;
+        Ok(socket
+            .local_addr()?
+            .as_pathname()
+            .map(Into::into)
+            .unwrap_or_default())
+    }
+
+    fn take_inherited(
+        fds: &mut listenfd::ListenFd,
+        index: usize,
+    ) -> io::Result<Option<UnixListener>> {
+        fds.take_unix_listener(index)
     }
 
     fn activate(socket: &UnixListener, request_queue_size: i32) -> io::Result<()> {
