@@ -136,7 +136,7 @@ pub use handler::{
 };
 pub use mixin::{ForkingMixIn, MixIn, Synchronous, ThreadPoolMixIn, ThreadingMixIn};
 pub use server::{
-    AddressOf, BaseServer, BindOptions, RequestOf, Root, Server, ServerHandle, Tcp, Transport, Udp,
+    AddressOf, BaseServer, BindOptions, RequestOf, Root, ServerAddress, Server, ServerHandle, Tcp, Transport, Udp,
     Unix, UnixDgram,
 };
 

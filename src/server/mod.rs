@@ -16,7 +16,7 @@ pub use base::{AddressOf, BaseServer, RequestOf};
 pub use handle::ServerHandle;
 pub use root::{Root, Server};
 pub use tcp::Tcp;
-pub use transport::{BindOptions, Transport};
+pub use transport::{BindOptions, ServerAddress, Transport};
 pub use udp::Udp;
 pub use unix_datagram::UnixDgram;
 pub use unix_stream::Unix;

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
 
-use super::transport::{BindOptions, Transport};
+use super::transport::{BindOptions, ServerAddress, Transport};
 use crate::handler::RequestHandler;
 use crate::mixin::{MixIn, Synchronous};
 use crate::ServerHandle;
@@ -74,9 +74,73 @@ pub struct Server<T: Transport, M: MixIn = Synchronous> {
 }
 
 impl<T: Transport, M: MixIn + Default> Server<T, M> {
+    /// Python's `TCPServer(server_address, RequestHandlerClass)` (and
+    /// `UDPServer`, `UnixStreamServer`, `UnixDatagramServer`): creates the
+    /// socket, binds it and, for a stream, listens (`request_queue_size`,
+    /// SOMAXCONN by default).
+    ///
+    /// An Internet address is anything `ToSocketAddrs`: a host name gives
+    /// its first IPv4 address if it has one (Python's `AF_INET` default),
+    /// else its first address; an IPv6 literal gives an IPv6 server; port 0
+    /// picks a free port, read back with
+    /// [`server_address`](crate::BaseServer::server_address). A Unix
+    /// address is a path; the socket file goes when the server closes.
+    ///
+    /// # Errors
+    ///
+    /// An error naming the address and the cause: address in use, permission
+    /// denied below port 1024, a Unix path that exists already (another
+    /// server's, or a stale file — nothing is removed)… The socket is closed.
+    ///
+    /// ```
+    /// use socketserver::{BaseServer, DatagramRequest, StreamRequest, TCPServer, UDPServer, UnixStreamServer};
+    /// let tcp = TCPServer::new("127.0.0.1:0", |_: &mut StreamRequest<'_>| Ok(()))?;
+    /// assert_ne!(tcp.server_address().port(), 0);
+    ///
+    /// let udp = UDPServer::new(("localhost", 0), |r: &mut DatagramRequest<'_>| {
+    ///     r.wfile = r.packet().to_ascii_uppercase();
+    ///     Ok(())
+    /// })?;
+    /// assert!(udp.server_address().is_ipv4());
+    ///
+    /// let path = std::env::temp_dir().join(format!("doc-new-{}.sock", std::process::id()));
+    /// let unix = UnixStreamServer::new(&path, |_: &mut StreamRequest<'_>| Ok(()))?;
+    /// assert!(path.exists());
+    /// drop(unix);
+    /// assert!(!path.exists(), "the socket file goes with the server");
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn new(
+        server_address: impl ServerAddress<T>,
+        handler: impl RequestHandler<T::Kind>,
+    ) -> io::Result<Self> {
+        let server = Self::unbound(server_address, handler)?;
+        crate::BaseServer::bind_and_activate(&server)?;
+        Ok(server)
+    }
+
+    /// Python's `bind_and_activate=False`: creates the socket only, so that
+    /// attributes (`allow_reuse_address`, `request_queue_size`, …) can be
+    /// set before [`bind_and_activate`](crate::BaseServer::bind_and_activate).
+    ///
+    /// ```
+    /// use socketserver::{BaseServer, StreamRequest, TCPServer};
+    /// let mut server = TCPServer::unbound("127.0.0.1:0", |_: &mut StreamRequest<'_>| Ok(()))?;
+    /// server.allow_reuse_address = true;
+    /// server.request_queue_size = 64;
+    /// server.bind_and_activate()?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn unbound(
+        server_address: impl ServerAddress<T>,
+        handler: impl RequestHandler<T::Kind>,
+    ) -> io::Result<Self> {
+        Self::create(server_address.server_address()?, Box::new(handler))
+    }
+
     /// Creates the socket, not yet bound: Python's `TCPServer.__init__` up
     /// to `bind_and_activate`.
-    pub(crate) fn create(
+    fn create(
         server_address: T::Address,
         handler: Box<dyn RequestHandler<T::Kind>>,
     ) -> io::Result<Self> {

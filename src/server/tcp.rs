@@ -1,16 +1,14 @@
 //! [`Tcp`]: Python's `TCPServer`.
 
 use std::io;
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
 
 use socket2::{Domain, SockRef, Socket, Type};
 
 use super::transport::{bind_inet, check_inherited, BindOptions, Transport};
-use super::Server;
 use crate::handler::{finish_stream_request, Connection, RequestHandler, Stream};
-use crate::mixin::MixIn;
 use crate::ServerHandle;
 
 /// The TCP transport: `Server<Tcp, M>` is Python's `TCPServer` (with mix-in
@@ -91,55 +89,5 @@ impl Transport for Tcp {
             (*client_address).into(),
             server,
         )
-    }
-}
-
-impl<M: MixIn + Default> Server<Tcp, M> {
-    /// Python's `TCPServer(server_address, RequestHandlerClass)`: creates the
-    /// socket, binds it and listens (`request_queue_size`, default SOMAXCONN).
-    ///
-    /// A host name resolves to its first IPv4 address if it has one (Python's
-    /// `AF_INET` default), else its first address; an IPv6 literal gives an
-    /// IPv6 server. Port 0 picks a free port: read it back with
-    /// [`server_address`](crate::BaseServer::server_address).
-    ///
-    /// # Errors
-    ///
-    /// An error naming the address and the cause (address in use, permission
-    /// denied below port 1024, …). The socket is closed on failure.
-    ///
-    /// ```
-    /// use socketserver::{BaseServer, StreamRequest, TCPServer};
-    /// let server = TCPServer::new("127.0.0.1:0", |_: &mut StreamRequest<'_>| Ok(()))?;
-    /// assert_ne!(server.server_address().port(), 0);
-    /// # Ok::<(), std::io::Error>(())
-    /// ```
-    pub fn new(
-        server_address: impl ToSocketAddrs,
-        handler: impl RequestHandler<Stream>,
-    ) -> io::Result<Self> {
-        let server = Self::unbound(server_address, handler)?;
-        crate::BaseServer::bind_and_activate(&server)?;
-        Ok(server)
-    }
-
-    /// Python's `TCPServer(..., bind_and_activate=False)`: creates the socket
-    /// only, so that attributes (`allow_reuse_address`, `request_queue_size`,
-    /// …) can be set before [`bind_and_activate`](crate::BaseServer::bind_and_activate).
-    ///
-    /// ```
-    /// use socketserver::{BaseServer, StreamRequest, TCPServer};
-    /// let mut server = TCPServer::unbound("127.0.0.1:0", |_: &mut StreamRequest<'_>| Ok(()))?;
-    /// server.allow_reuse_address = true;
-    /// server.request_queue_size = 64;
-    /// server.bind_and_activate()?;
-    /// # Ok::<(), std::io::Error>(())
-    /// ```
-    pub fn unbound(
-        server_address: impl ToSocketAddrs,
-        handler: impl RequestHandler<Stream>,
-    ) -> io::Result<Self> {
-        let address = super::transport::resolve(Tcp::CLASS, server_address)?;
-        Server::create(address, Box::new(handler))
     }
 }

@@ -234,3 +234,35 @@ pub(crate) fn check_inherited(
     }
     Ok(())
 }
+
+/// What a server's address may be given as: anything `ToSocketAddrs` for
+/// TCP and UDP (`"127.0.0.1:0"`, `("localhost", 8080)`, a `SocketAddr`), a
+/// path for Unix sockets.
+pub trait ServerAddress<T: Transport> {
+    /// The address to bind, or an error naming what is wrong with it.
+    fn server_address(self) -> io::Result<T::Address>;
+}
+
+impl<A: std::net::ToSocketAddrs> ServerAddress<crate::Tcp> for A {
+    fn server_address(self) -> io::Result<std::net::SocketAddr> {
+        resolve(crate::Tcp::CLASS, self)
+    }
+}
+
+impl<A: std::net::ToSocketAddrs> ServerAddress<crate::Udp> for A {
+    fn server_address(self) -> io::Result<std::net::SocketAddr> {
+        resolve(crate::Udp::CLASS, self)
+    }
+}
+
+impl<P: AsRef<Path>> ServerAddress<crate::Unix> for P {
+    fn server_address(self) -> io::Result<std::path::PathBuf> {
+        Ok(self.as_ref().to_path_buf())
+    }
+}
+
+impl<P: AsRef<Path>> ServerAddress<crate::UnixDgram> for P {
+    fn server_address(self) -> io::Result<std::path::PathBuf> {
+        Ok(self.as_ref().to_path_buf())
+    }
+}

@@ -1,16 +1,14 @@
 //! [`Udp`]: Python's `UDPServer`.
 
 use std::io;
-use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 
 use nix::sys::socket::SockaddrStorage;
 use socket2::{Domain, SockRef, Socket, Type};
 
 use super::transport::{bind_inet, check_inherited, recv_datagram, BindOptions, Transport};
-use super::Server;
 use crate::handler::{finish_datagram_request, Datagram, Packet, RequestHandler};
-use crate::mixin::MixIn;
 use crate::ServerHandle;
 
 /// The UDP transport: `Server<Udp, M>` is Python's `UDPServer`.
@@ -76,39 +74,6 @@ impl Transport for Udp {
         server: &ServerHandle,
     ) -> io::Result<()> {
         finish_datagram_request(handler, request, (*client_address).into(), server)
-    }
-}
-
-impl<M: MixIn + Default> Server<Udp, M> {
-    /// Python's `UDPServer(server_address, RequestHandlerClass)`: creates the
-    /// socket and binds it.
-    ///
-    /// ```
-    /// use socketserver::{BaseServer, DatagramRequest, UDPServer};
-    /// use std::io::Write;
-    /// let server = UDPServer::new("127.0.0.1:0", |r: &mut DatagramRequest<'_>| {
-    ///     let upper = r.packet().to_ascii_uppercase();
-    ///     r.wfile.write_all(&upper)
-    /// })?;
-    /// assert_eq!(server.max_packet_size, 8192);
-    /// # Ok::<(), std::io::Error>(())
-    /// ```
-    pub fn new(
-        server_address: impl ToSocketAddrs,
-        handler: impl RequestHandler<Datagram>,
-    ) -> io::Result<Self> {
-        let server = Self::unbound(server_address, handler)?;
-        crate::BaseServer::bind_and_activate(&server)?;
-        Ok(server)
-    }
-
-    /// Python's `UDPServer(..., bind_and_activate=False)`.
-    pub fn unbound(
-        server_address: impl ToSocketAddrs,
-        handler: impl RequestHandler<Datagram>,
-    ) -> io::Result<Self> {
-        let address = super::transport::resolve(Udp::CLASS, server_address)?;
-        Server::create(address, Box::new(handler))
     }
 }
 

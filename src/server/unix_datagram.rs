@@ -9,9 +9,7 @@ use nix::sys::socket::UnixAddr;
 use socket2::{Domain, SockRef, Socket, Type};
 
 use super::transport::{bind_unix, check_inherited, recv_datagram, BindOptions, Transport};
-use super::Server;
 use crate::handler::{finish_datagram_request, Datagram, Packet, RequestHandler};
-use crate::mixin::MixIn;
 use crate::ServerHandle;
 
 /// The Unix datagram transport: `Server<UnixDgram, M>` is Python's
@@ -84,22 +82,5 @@ impl Transport for UnixDgram {
 
     fn socket_file(path: &PathBuf) -> Option<&Path> {
         Some(path)
-    }
-}
-
-impl<M: MixIn + Default> Server<UnixDgram, M> {
-    /// Python's `UnixDatagramServer(path, RequestHandlerClass)`.
-    pub fn new(path: impl AsRef<Path>, handler: impl RequestHandler<Datagram>) -> io::Result<Self> {
-        let server = Self::unbound(path, handler)?;
-        crate::BaseServer::bind_and_activate(&server)?;
-        Ok(server)
-    }
-
-    /// Python's `UnixDatagramServer(..., bind_and_activate=False)`.
-    pub fn unbound(
-        path: impl AsRef<Path>,
-        handler: impl RequestHandler<Datagram>,
-    ) -> io::Result<Self> {
-        Server::create(path.as_ref().to_path_buf(), Box::new(handler))
     }
 }

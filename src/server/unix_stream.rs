@@ -10,9 +10,7 @@ use std::sync::Arc;
 use socket2::{Domain, SockRef, Socket, Type};
 
 use super::transport::{bind_unix, check_inherited, BindOptions, Transport};
-use super::Server;
 use crate::handler::{finish_stream_request, Connection, RequestHandler, Stream};
-use crate::mixin::MixIn;
 use crate::ServerHandle;
 
 /// The Unix stream transport: `Server<Unix, M>` is Python's
@@ -93,42 +91,5 @@ impl Transport for Unix {
 
     fn socket_file(path: &PathBuf) -> Option<&Path> {
         Some(path)
-    }
-}
-
-impl<M: MixIn + Default> Server<Unix, M> {
-    /// Python's `UnixStreamServer(path, RequestHandlerClass)`: creates the
-    /// socket file and listens.
-    ///
-    /// # Errors
-    ///
-    /// If the path exists already (another server's socket, or a stale file
-    /// from an earlier run), the error says so and names the path; nothing is
-    /// removed.
-    ///
-    /// ```
-    /// use socketserver::{BaseServer, StreamRequest, UnixStreamServer};
-    /// let dir = std::env::temp_dir().join(format!("doc-unix-{}", std::process::id()));
-    /// std::fs::create_dir_all(&dir)?;
-    /// let path = dir.join("echo.sock");
-    /// let server = UnixStreamServer::new(&path, |_: &mut StreamRequest<'_>| Ok(()))?;
-    /// assert!(path.exists());
-    /// server.server_close();
-    /// assert!(!path.exists(), "the socket file goes with the server");
-    /// # std::fs::remove_dir(&dir)?;
-    /// # Ok::<(), std::io::Error>(())
-    /// ```
-    pub fn new(path: impl AsRef<Path>, handler: impl RequestHandler<Stream>) -> io::Result<Self> {
-        let server = Self::unbound(path, handler)?;
-        crate::BaseServer::bind_and_activate(&server)?;
-        Ok(server)
-    }
-
-    /// Python's `UnixStreamServer(..., bind_and_activate=False)`.
-    pub fn unbound(
-        path: impl AsRef<Path>,
-        handler: impl RequestHandler<Stream>,
-    ) -> io::Result<Self> {
-        Server::create(path.as_ref().to_path_buf(), Box::new(handler))
     }
 }
