@@ -125,11 +125,13 @@ pub mod framing;
 mod handler;
 pub mod mixin;
 mod panic;
+mod proxy;
 mod server;
 pub mod transceiver;
 
 pub use address::Address;
 pub use error::RequestError;
+pub use proxy::ProxyProtocol;
 pub use handler::{
     Connection, Datagram, DatagramOptions, DatagramRequest, Packet, RequestHandler, RequestKind,
     SocketWriter, Stream, StreamOptions, StreamRequest,

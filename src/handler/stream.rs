@@ -285,14 +285,23 @@ impl<'a> StreamRequest<'a> {
     }
 }
 
-/// Python's `finish_request` for stream servers: apply the handler's options
+/// Python's `finish_request` for stream servers: read the PROXY protocol
+/// header if required, apply the handler's options
 /// (`StreamRequestHandler.setup`), then run it on the connection.
 pub(crate) fn finish_stream_request(
     handler: &dyn RequestHandler<Stream>,
     connection: Connection<'_>,
-    client_address: Address,
+    mut client_address: Address,
     server: &ServerHandle,
+    proxy: crate::ProxyProtocol,
 ) -> io::Result<()> {
+    // On the connection's own thread, so that a slow balancer delays only
+    // this request.
+    if let crate::ProxyProtocol::Required { timeout } = proxy {
+        if let Some(client) = crate::proxy::read_header(connection, timeout)? {
+            client_address = Address::Inet(client);
+        }
+    }
     let options = handler.options();
     connection.apply(&options)?;
     let mut request = StreamRequest::new(connection, client_address, server, &options);

@@ -71,6 +71,12 @@ pub struct Server<T: Transport, M: MixIn = Synchronous> {
     /// socketserver). `false` leaves the system's default (on Linux,
     /// `net.ipv6.bindv6only`, usually 0: dual-stack already). IPv6 only.
     pub dual_stack: bool,
+    /// Whether each connection starts with a PROXY protocol header giving
+    /// the real client's address (behind HAProxy and the like; not in
+    /// Python). Defaults to [`ProxyProtocol::Off`](crate::ProxyProtocol::Off).
+    /// Stream servers only. Hooks that run before the handler
+    /// (`verify_request`, `handle_error`) still see the balancer's address.
+    pub proxy_protocol: crate::ProxyProtocol,
 }
 
 impl<T: Transport, M: MixIn + Default> Server<T, M> {
@@ -171,6 +177,7 @@ impl<T: Transport, M: MixIn + Default> Server<T, M> {
             max_packet_size: 8192,
             unix_socket_mode: None,
             dual_stack: false,
+            proxy_protocol: crate::ProxyProtocol::Off,
         })
     }
 
@@ -395,6 +402,7 @@ impl<T: Transport, M: MixIn + fmt::Debug> fmt::Debug for Server<T, M> {
             .field("max_packet_size", &self.max_packet_size)
             .field("unix_socket_mode", &self.unix_socket_mode)
             .field("dual_stack", &self.dual_stack)
+            .field("proxy_protocol", &self.proxy_protocol)
             .finish_non_exhaustive()
     }
 }

@@ -82,12 +82,14 @@ impl Transport for Tcp {
         request: &TcpStream,
         client_address: &SocketAddr,
         server: &ServerHandle,
+        proxy: crate::ProxyProtocol,
     ) -> io::Result<()> {
         finish_stream_request(
             handler,
             Connection::Tcp(request),
             (*client_address).into(),
             server,
+            proxy,
         )
     }
 }

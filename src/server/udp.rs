@@ -72,6 +72,7 @@ impl Transport for Udp {
         request: &Packet<UdpSocket>,
         client_address: &SocketAddr,
         server: &ServerHandle,
+        _: crate::ProxyProtocol,
     ) -> io::Result<()> {
         finish_datagram_request(handler, request, (*client_address).into(), server)
     }

@@ -76,6 +76,7 @@ impl Transport for UnixDgram {
         request: &Packet<UnixDatagram>,
         client_address: &PathBuf,
         server: &ServerHandle,
+        _: crate::ProxyProtocol,
     ) -> io::Result<()> {
         finish_datagram_request(handler, request, client_address.clone().into(), server)
     }

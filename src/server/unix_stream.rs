@@ -84,9 +84,10 @@ impl Transport for Unix {
         request: &UnixStream,
         client_address: &PathBuf,
         server: &ServerHandle,
+        proxy: crate::ProxyProtocol,
     ) -> io::Result<()> {
         let address = client_address.clone().into();
-        finish_stream_request(handler, Connection::Unix(request), address, server)
+        finish_stream_request(handler, Connection::Unix(request), address, server, proxy)
     }
 
     fn socket_file(path: &PathBuf) -> Option<&Path> {

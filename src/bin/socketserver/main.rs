@@ -11,6 +11,7 @@ mod exec;
 mod files;
 mod run;
 mod time;
+mod whoami;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -38,6 +39,9 @@ enum Command {
     Files(files::FilesArgs),
     /// The UDP "QQ chat" server: replies from stdin, or automatically.
     Chat(chat::ChatArgs),
+    /// Reply with the client's address as the server sees it (behind a
+    /// load balancer with --proxy-protocol).
+    Whoami(whoami::WhoamiArgs),
     /// The matching clients.
     #[command(subcommand)]
     Client(client::ClientCommand),
@@ -81,6 +85,7 @@ fn main() -> ExitCode {
         Some(Command::Exec(args)) => exec::run(args),
         Some(Command::Files(args)) => files::run(args),
         Some(Command::Chat(args)) => chat::run(args),
+        Some(Command::Whoami(args)) => whoami::run(args),
         Some(Command::Client(command)) => client::run(command),
     };
     match result {
