@@ -127,6 +127,8 @@ pub mod mixin;
 mod panic;
 mod proxy;
 mod server;
+#[cfg(feature = "tls")]
+pub mod tls;
 pub mod transceiver;
 
 pub use address::Address;

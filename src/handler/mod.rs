@@ -19,6 +19,8 @@ mod stream;
 pub(crate) use datagram::finish_datagram_request;
 pub use datagram::{Datagram, DatagramOptions, DatagramRequest, Packet};
 pub(crate) use stream::finish_stream_request;
+#[doc(hidden)]
+pub use stream::StreamSetup;
 pub use stream::{Connection, SocketWriter, Stream, StreamOptions, StreamRequest};
 
 use std::io;

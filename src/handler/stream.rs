@@ -80,12 +80,17 @@ pub enum Connection<'a> {
     Tcp(&'a TcpStream),
     /// A Unix stream connection.
     Unix(&'a UnixStream),
+    /// A TLS session over a TCP or Unix connection (feature `tls`).
+    #[cfg(feature = "tls")]
+    Tls(&'a crate::tls::TlsStream),
 }
 
 impl Connection<'_> {
     /// Python's `settimeout`: sets the read and the write timeout.
     pub fn set_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
         match self {
+            #[cfg(feature = "tls")]
+            Connection::Tls(tls) => tls.transport().set_timeout(timeout),
             Connection::Tcp(s) => {
                 s.set_read_timeout(timeout)?;
                 s.set_write_timeout(timeout)
@@ -102,6 +107,8 @@ impl Connection<'_> {
         match self {
             Connection::Tcp(s) => s.set_nodelay(nodelay),
             Connection::Unix(_) => Ok(()),
+            #[cfg(feature = "tls")]
+            Connection::Tls(tls) => tls.transport().set_nodelay(nodelay),
         }
     }
 
@@ -110,12 +117,16 @@ impl Connection<'_> {
         match self {
             Connection::Tcp(s) => s.shutdown(how),
             Connection::Unix(s) => s.shutdown(how),
+            #[cfg(feature = "tls")]
+            Connection::Tls(tls) => tls.transport().shutdown(how),
         }
     }
 
     /// The peer's address (Python's `getpeername()`).
     pub fn peer_addr(&self) -> io::Result<Address> {
         match self {
+            #[cfg(feature = "tls")]
+            Connection::Tls(tls) => tls.transport().peer_addr(),
             Connection::Tcp(s) => s.peer_addr().map(Address::Inet),
             Connection::Unix(s) => Ok(Address::Unix(
                 s.peer_addr()?
@@ -153,6 +164,8 @@ impl Read for Connection<'_> {
         match self {
             Connection::Tcp(mut s) => s.read(buf),
             Connection::Unix(mut s) => s.read(buf),
+            #[cfg(feature = "tls")]
+            Connection::Tls(tls) => tls.read(buf),
         }
         .map_err(timed_out)
     }
@@ -163,20 +176,28 @@ impl Write for Connection<'_> {
         match self {
             Connection::Tcp(mut s) => s.write(buf),
             Connection::Unix(mut s) => s.write(buf),
+            #[cfg(feature = "tls")]
+            Connection::Tls(tls) => tls.write(buf),
         }
         .map_err(timed_out)
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        Ok(())
+        match self {
+            #[cfg(feature = "tls")]
+            Connection::Tls(tls) => tls.flush(),
+            _ => Ok(()),
+        }
     }
 }
 
 impl AsFd for Connection<'_> {
     fn as_fd(&self) -> BorrowedFd<'_> {
-        match self {
+        match *self {
             Connection::Tcp(s) => s.as_fd(),
             Connection::Unix(s) => s.as_fd(),
+            #[cfg(feature = "tls")]
+            Connection::Tls(tls) => tls.as_fd(),
         }
     }
 }
@@ -285,25 +306,61 @@ impl<'a> StreamRequest<'a> {
     }
 }
 
-/// Python's `finish_request` for stream servers: read the PROXY protocol
-/// header if required, apply the handler's options
-/// (`StreamRequestHandler.setup`), then run it on the connection.
+/// What a stream server does with a connection before its handler runs:
+/// read the PROXY protocol header, then the TLS handshake. Both happen on
+/// the request's own thread.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy)]
+pub struct StreamSetup<'a> {
+    pub(crate) proxy: crate::ProxyProtocol,
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<&'a std::sync::Arc<rustls::ServerConfig>>,
+    pub(crate) _server: std::marker::PhantomData<&'a ()>,
+}
+
+/// Python's `finish_request` for stream servers: the setup (PROXY header,
+/// TLS handshake), the handler's options (`StreamRequestHandler.setup`),
+/// then the handler; a TLS session ends with close_notify.
 pub(crate) fn finish_stream_request(
     handler: &dyn RequestHandler<Stream>,
     connection: Connection<'_>,
     mut client_address: Address,
     server: &ServerHandle,
-    proxy: crate::ProxyProtocol,
+    setup: &StreamSetup<'_>,
 ) -> io::Result<()> {
-    // On the connection's own thread, so that a slow balancer delays only
-    // this request.
-    if let crate::ProxyProtocol::Required { timeout } = proxy {
+    if let crate::ProxyProtocol::Required { timeout } = setup.proxy {
         if let Some(client) = crate::proxy::read_header(connection, timeout)? {
             client_address = Address::Inet(client);
         }
     }
     let options = handler.options();
-    connection.apply(&options)?;
-    let mut request = StreamRequest::new(connection, client_address, server, &options);
+    #[cfg(feature = "tls")]
+    if let Some(config) = setup.tls {
+        let timeout = options
+            .timeout
+            .unwrap_or(crate::tls::DEFAULT_HANDSHAKE_TIMEOUT);
+        let tls = crate::tls::TlsStream::accept(config, connection, timeout)?;
+        let result = run_on(
+            handler,
+            Connection::Tls(&tls),
+            client_address,
+            server,
+            &options,
+        );
+        let closed = tls.close();
+        return result.and(closed);
+    }
+    run_on(handler, connection, client_address, server, &options)
+}
+
+fn run_on(
+    handler: &dyn RequestHandler<Stream>,
+    connection: Connection<'_>,
+    client_address: Address,
+    server: &ServerHandle,
+    options: &StreamOptions,
+) -> io::Result<()> {
+    connection.apply(options)?;
+    let mut request = StreamRequest::new(connection, client_address, server, options);
     super::run_handler(handler, &mut request)
 }

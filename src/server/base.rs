@@ -260,7 +260,7 @@ pub trait BaseServer: Send + Sync + Sized + 'static {
             request,
             client_address,
             root.handle(),
-            root.proxy_protocol,
+            &root.stream_setup(),
         )
     }
 

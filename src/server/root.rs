@@ -77,6 +77,13 @@ pub struct Server<T: Transport, M: MixIn = Synchronous> {
     /// Stream servers only. Hooks that run before the handler
     /// (`verify_request`, `handle_error`) still see the balancer's address.
     pub proxy_protocol: crate::ProxyProtocol,
+    /// Serve TLS (feature `tls`; not in Python): each connection's
+    /// handshake runs on its own thread (worker, child) before the handler,
+    /// within the handler's timeout or 10 s. Make one with
+    /// [`tls::server_config_from_pem`](crate::tls::server_config_from_pem).
+    /// Defaults to `None`. Stream servers only.
+    #[cfg(feature = "tls")]
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl<T: Transport, M: MixIn + Default> Server<T, M> {
@@ -178,6 +185,8 @@ impl<T: Transport, M: MixIn + Default> Server<T, M> {
             unix_socket_mode: None,
             dual_stack: false,
             proxy_protocol: crate::ProxyProtocol::Off,
+            #[cfg(feature = "tls")]
+            tls: None,
         })
     }
 
@@ -264,6 +273,16 @@ impl<T: Transport, M: MixIn> Server<T, M> {
                 format!("{} is closed (server_close was called)", T::CLASS),
             )
         })
+    }
+
+    /// What each stream connection goes through before its handler.
+    pub(crate) fn stream_setup(&self) -> crate::handler::StreamSetup<'_> {
+        crate::handler::StreamSetup {
+            proxy: self.proxy_protocol,
+            #[cfg(feature = "tls")]
+            tls: self.tls.as_ref(),
+            _server: std::marker::PhantomData,
+        }
     }
 
     pub(crate) fn fileno(&self) -> RawFd {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use socket2::{Domain, SockRef, Socket, Type};
 
 use super::transport::{bind_inet, check_inherited, BindOptions, Transport};
-use crate::handler::{finish_stream_request, Connection, RequestHandler, Stream};
+use crate::handler::{finish_stream_request, Connection, RequestHandler, Stream, StreamSetup};
 use crate::ServerHandle;
 
 /// The TCP transport: `Server<Tcp, M>` is Python's `TCPServer` (with mix-in
@@ -82,14 +82,14 @@ impl Transport for Tcp {
         request: &TcpStream,
         client_address: &SocketAddr,
         server: &ServerHandle,
-        proxy: crate::ProxyProtocol,
+        setup: &StreamSetup<'_>,
     ) -> io::Result<()> {
         finish_stream_request(
             handler,
             Connection::Tcp(request),
             (*client_address).into(),
             server,
-            proxy,
+            setup,
         )
     }
 }

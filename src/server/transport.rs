@@ -67,7 +67,7 @@ pub trait Transport: private::Sealed + Send + Sync + Sized + 'static {
         request: &Self::Request,
         client_address: &Self::Address,
         server: &ServerHandle,
-        proxy: crate::ProxyProtocol,
+        setup: &crate::handler::StreamSetup<'_>,
     ) -> io::Result<()>;
     /// The descriptor that becomes readable when the client has sent
     /// something: the connection for streams, none for datagrams.

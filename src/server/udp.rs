@@ -8,7 +8,7 @@ use nix::sys::socket::SockaddrStorage;
 use socket2::{Domain, SockRef, Socket, Type};
 
 use super::transport::{bind_inet, check_inherited, recv_datagram, BindOptions, Transport};
-use crate::handler::{finish_datagram_request, Datagram, Packet, RequestHandler};
+use crate::handler::{finish_datagram_request, Datagram, Packet, RequestHandler, StreamSetup};
 use crate::ServerHandle;
 
 /// The UDP transport: `Server<Udp, M>` is Python's `UDPServer`.
@@ -72,7 +72,7 @@ impl Transport for Udp {
         request: &Packet<UdpSocket>,
         client_address: &SocketAddr,
         server: &ServerHandle,
-        _: crate::ProxyProtocol,
+        _: &StreamSetup<'_>,
     ) -> io::Result<()> {
         finish_datagram_request(handler, request, (*client_address).into(), server)
     }

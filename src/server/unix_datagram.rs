@@ -9,7 +9,7 @@ use nix::sys::socket::UnixAddr;
 use socket2::{Domain, SockRef, Socket, Type};
 
 use super::transport::{bind_unix, check_inherited, recv_datagram, BindOptions, Transport};
-use crate::handler::{finish_datagram_request, Datagram, Packet, RequestHandler};
+use crate::handler::{finish_datagram_request, Datagram, Packet, RequestHandler, StreamSetup};
 use crate::ServerHandle;
 
 /// The Unix datagram transport: `Server<UnixDgram, M>` is Python's
@@ -76,7 +76,7 @@ impl Transport for UnixDgram {
         request: &Packet<UnixDatagram>,
         client_address: &PathBuf,
         server: &ServerHandle,
-        _: crate::ProxyProtocol,
+        _: &StreamSetup<'_>,
     ) -> io::Result<()> {
         finish_datagram_request(handler, request, client_address.clone().into(), server)
     }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use socket2::{Domain, SockRef, Socket, Type};
 
 use super::transport::{bind_unix, check_inherited, BindOptions, Transport};
-use crate::handler::{finish_stream_request, Connection, RequestHandler, Stream};
+use crate::handler::{finish_stream_request, Connection, RequestHandler, Stream, StreamSetup};
 use crate::ServerHandle;
 
 /// The Unix stream transport: `Server<Unix, M>` is Python's
@@ -84,10 +84,10 @@ impl Transport for Unix {
         request: &UnixStream,
         client_address: &PathBuf,
         server: &ServerHandle,
-        proxy: crate::ProxyProtocol,
+        setup: &StreamSetup<'_>,
     ) -> io::Result<()> {
         let address = client_address.clone().into();
-        finish_stream_request(handler, Connection::Unix(request), address, server, proxy)
+        finish_stream_request(handler, Connection::Unix(request), address, server, setup)
     }
 
     fn socket_file(path: &PathBuf) -> Option<&Path> {

@@ -1,0 +1,191 @@
+//! TLS (feature `tls`): a rustls client and Python's ssl module against a
+//! TLS echo server with a self-signed certificate; a client that stalls in
+//! its handshake does not stall anyone else (the handshake runs on the
+//! request's own thread, not the accept loop's); a bad handshake is an error.
+#![cfg(feature = "tls")]
+
+mod util;
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::pki_types::{CertificateDer, ServerName};
+use socketserver::{tls, BaseServer, ThreadingTCPServer};
+use util::{bounded, line_echo, python, serve, CLIENT_TIMEOUT, TEST_STR};
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// A self-signed certificate for "localhost", written as PEM files.
+struct Certificate {
+    _dir: tempfile::TempDir,
+    chain: PathBuf,
+    key: PathBuf,
+    der: CertificateDer<'static>,
+}
+
+fn certificate() -> Certificate {
+    let rcgen::CertifiedKey { cert, signing_key } =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (chain, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&chain, cert.pem()).unwrap();
+    std::fs::write(&key, signing_key.serialize_pem()).unwrap();
+    Certificate {
+        _dir: dir,
+        chain,
+        key,
+        der: cert.der().clone(),
+    }
+}
+
+fn tls_server(certificate: &Certificate) -> Arc<ThreadingTCPServer> {
+    let mut server = ThreadingTCPServer::new("127.0.0.1:0", line_echo).unwrap();
+    server.tls = Some(tls::server_config_from_pem(&certificate.chain, &certificate.key).unwrap());
+    Arc::new(server)
+}
+
+/// A rustls client exchange: send a line, read the echo to the end.
+fn rustls_exchange(
+    address: SocketAddr,
+    root: &CertificateDer<'static>,
+    message: &[u8],
+) -> io::Result<Vec<u8>> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(root.clone()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let session =
+        rustls::ClientConnection::new(Arc::new(config), ServerName::try_from("localhost").unwrap())
+            .unwrap();
+    let socket = TcpStream::connect(address)?;
+    socket.set_read_timeout(Some(CLIENT_TIMEOUT))?;
+    let mut stream = rustls::StreamOwned::new(session, socket);
+    stream.write_all(message)?;
+    let mut reply = Vec::new();
+    stream.read_to_end(&mut reply)?;
+    Ok(reply)
+}
+
+#[test]
+fn rustls_client_gets_its_echo() {
+    bounded(LIMIT, || {
+        let certificate = certificate();
+        let server = tls_server(&certificate);
+        let serving = serve(&server, None);
+        for _ in 0..3 {
+            let reply =
+                rustls_exchange(server.server_address(), &certificate.der, TEST_STR).unwrap();
+            assert_eq!(
+                reply, TEST_STR,
+                "and the session ended with close_notify (no UnexpectedEof)"
+            );
+        }
+        server.shutdown().unwrap();
+        serving.join().unwrap().unwrap();
+    });
+}
+
+/// Python's ssl module, verifying the certificate as a browser would.
+const PYTHON_CLIENT: &str = r#"
+import socket, ssl, sys
+context = ssl.create_default_context(cafile=sys.argv[2])
+with socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10) as raw:
+    with context.wrap_socket(raw, server_hostname="localhost") as s:
+        s.sendall(b"hello world\n")
+        print(s.recv(100).decode(), end="")
+        print(s.version())
+"#;
+
+#[test]
+fn python_ssl_client_gets_its_echo() {
+    bounded(LIMIT, || {
+        let certificate = certificate();
+        let server = tls_server(&certificate);
+        let serving = serve(&server, None);
+        let port = server.server_address().port().to_string();
+        let out = python(PYTHON_CLIENT, &[&port, certificate.chain.to_str().unwrap()]);
+        let mut lines = out.lines();
+        assert_eq!(lines.next(), Some("hello world"));
+        assert!(lines.next().unwrap().starts_with("TLS"), "{out}");
+        server.shutdown().unwrap();
+        serving.join().unwrap().unwrap();
+    });
+}
+
+/// A client that connects and never starts its handshake holds only its
+/// own thread: another client is served meanwhile (tiny_http does the
+/// handshake on the accept thread, so there one slow client stalls all).
+#[test]
+fn a_stalled_handshake_stalls_nobody_else() {
+    bounded(LIMIT, || {
+        let certificate = certificate();
+        let server = tls_server(&certificate);
+        let serving = serve(&server, None);
+        let stalled = TcpStream::connect(server.server_address()).unwrap();
+        let reply = rustls_exchange(
+            server.server_address(),
+            &certificate.der,
+            b"behind a stalled one\n",
+        )
+        .unwrap();
+        assert_eq!(reply, b"behind a stalled one\n");
+        drop(stalled);
+        server.shutdown().unwrap();
+        serving.join().unwrap().unwrap();
+    });
+}
+
+/// Plain text to a TLS server: the handshake fails, the request goes to
+/// `handle_error`, the client gets no echo, and the server goes on.
+#[test]
+fn plain_text_to_a_tls_server_fails_the_handshake() {
+    bounded(LIMIT, || {
+        let certificate = certificate();
+        let base = ThreadingTCPServer::new("127.0.0.1:0", line_echo).unwrap();
+        let mut recorder = util::Recorder::new(base);
+        recorder.base.tls =
+            Some(tls::server_config_from_pem(&certificate.chain, &certificate.key).unwrap());
+        let server = Arc::new(recorder);
+        let serving = serve(&server, None);
+        let plain = TcpStream::connect(server.server_address()).unwrap();
+        plain.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
+        (&plain).write_all(TEST_STR).unwrap();
+        let mut line = String::new();
+        let _ = BufReader::new(&plain).read_line(&mut line);
+        assert!(
+            !line.contains("hello world"),
+            "no echo in plain text: {line:?}"
+        );
+        let reply = rustls_exchange(server.server_address(), &certificate.der, TEST_STR).unwrap();
+        assert_eq!(reply, TEST_STR, "still serving");
+        server.shutdown().unwrap();
+        serving.join().unwrap().unwrap();
+        server.server_close();
+        let errors: Vec<_> = server
+            .calls()
+            .into_iter()
+            .filter(|c| c.starts_with("handle_error"))
+            .collect();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].contains("TLS handshake failed"), "{errors:?}");
+    });
+}
+
+#[test]
+fn missing_or_bad_pem_files_name_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.pem");
+    let err = tls::server_config_from_pem(&missing, &missing).unwrap_err();
+    assert!(err.to_string().contains("missing.pem"), "{err}");
+    let empty = dir.path().join("empty.pem");
+    std::fs::write(&empty, "not a certificate").unwrap();
+    let err = tls::server_config_from_pem(&empty, &empty).unwrap_err();
+    assert!(err.to_string().contains("empty.pem"), "{err}");
+}
