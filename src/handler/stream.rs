@@ -214,7 +214,9 @@ impl AsRawFd for Connection<'_> {
 /// Unbuffered, [`write`](Write::write) sends *all* of its bytes before it
 /// returns and returns their count (Python's `sendall`): a write is never
 /// partial, and nothing waits for a flush. A signal arriving mid-write
-/// (`EINTR`) does not cut it short.
+/// (`EINTR`) does not cut it short. `write!(wfile, …)` formats the whole
+/// text first and sends it with one write, as Python's
+/// `wfile.write(f"…".encode())`.
 #[derive(Debug)]
 pub struct SocketWriter<'a> {
     connection: Connection<'a>,
@@ -265,6 +267,15 @@ impl Write for SocketWriter<'_> {
 
     fn flush(&mut self) -> io::Result<()> {
         self.send_buffer()
+    }
+
+    /// `write!`/`writeln!` format first and write once: unbuffered, the
+    /// default would send each piece of the format as its own segment.
+    fn write_fmt(&mut self, args: std::fmt::Arguments<'_>) -> io::Result<()> {
+        match args.as_str() {
+            Some(text) => self.write_all(text.as_bytes()),
+            None => self.write_all(args.to_string().as_bytes()),
+        }
     }
 }
 

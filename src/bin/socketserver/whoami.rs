@@ -34,9 +34,7 @@ struct Whoami;
 impl RequestHandler for Whoami {
     fn handle(&self, request: &mut StreamRequest<'_>) -> io::Result<()> {
         log::info!("whoami: {}", request.client_address);
-        // One write, one segment: format first (write! would send each piece).
-        let reply = format!("{}\n", request.client_address);
-        request.wfile.write_all(reply.as_bytes())
+        writeln!(request.wfile, "{}", request.client_address)
     }
 }
 
