@@ -112,6 +112,15 @@
 //! The library logs through the `log` crate and never installs a logger:
 //! install one (e.g. `env_logger`) to see `handle_error`'s reports.
 //!
+//! # Deploying
+//!
+//! [`Server::from_systemd`] (socket activation), [`Server::from_socket`] and
+//! [`Server::from_fd`] (inherited sockets), `allow_reuse_port` (several
+//! workers on one port), [`ProxyProtocol`] (the real client's address
+//! behind HAProxy), `dual_stack` (IPv4 and IPv6 on one listener) and, with
+//! the `tls` feature, [`Server::tls`] (rustls, handshakes on each
+//! connection's own thread). docs/deploy.md puts them together.
+//!
 //! # Framing
 //!
 //! TCP is a stream: two sends may arrive as one receive (the seeds' 粘包).
