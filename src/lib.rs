@@ -142,15 +142,15 @@ pub mod transceiver;
 
 pub use address::Address;
 pub use error::RequestError;
-pub use proxy::ProxyProtocol;
 pub use handler::{
     Connection, Datagram, DatagramOptions, DatagramRequest, Packet, RequestHandler, RequestKind,
     SocketWriter, Stream, StreamOptions, StreamRequest,
 };
 pub use mixin::{ForkingMixIn, MixIn, Synchronous, ThreadPoolMixIn, ThreadingMixIn};
+pub use proxy::ProxyProtocol;
 pub use server::{
-    AddressOf, BaseServer, BindOptions, RequestOf, Root, ServerAddress, Server, ServerHandle, Tcp, Transport, Udp,
-    Unix, UnixDgram,
+    AddressOf, BaseServer, BindOptions, RequestOf, Root, Server, ServerAddress, ServerHandle, Tcp,
+    Transport, Udp, Unix, UnixDgram,
 };
 
 /// Python's `TCPServer`: TCP, one request at a time.

@@ -171,7 +171,8 @@ impl<S: Read + Write> Transceiver<S> {
     /// With `verified` true (a Rust receiver) the message carries a third
     /// field, the file's [`checksum`](Transceiver::checksum), computed in a
     /// first pass over the file, and the receiver's reply is awaited: `"ok"`,
-    /// or an error whose message is the receiver's `"error: …"`.
+    /// or an error whose message is the receiver's `"error: …"` — also when
+    /// the receiver gave up and hung up before the file was all sent.
     ///
     /// A file larger than [`max_file_size`](Transceiver::max_file_size) is
     /// refused before anything is sent (the seed returns `-2`).
@@ -231,12 +232,32 @@ impl<S: Read + Write> Transceiver<S> {
         self.send(&header)?;
         let stream = &mut self.stream;
         let mut sent = 0;
-        let copied = copy_chunks(&mut file, size, self.chunk, |chunk| {
+        let copied = match copy_chunks(&mut file, size, self.chunk, |chunk| {
             stream.write_all(chunk)?;
             sent += chunk.len() as u64;
             progress(sent);
             Ok(())
-        })?;
+        }) {
+            Ok(copied) => copied,
+            // A verified receiver that fails mid-file (a full disk, a size it
+            // refuses) answers "error: …" and hangs up on the rest, so a
+            // write then fails (EPIPE, ECONNRESET) with that answer already
+            // in our receive buffer: the answer says why, the write error
+            // does not.
+            Err(e)
+                if verified
+                    && matches!(
+                        e.kind(),
+                        io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+                    ) =>
+            {
+                return Err(match self.recv() {
+                    Ok(Some(reply)) if reply.starts_with("error: ") => io::Error::other(reply),
+                    _ => e,
+                });
+            }
+            Err(e) => return Err(e),
+        };
         if copied < size {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,

@@ -5,108 +5,14 @@
 
 mod util;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
-use util::{bounded, python, CLIENT_TIMEOUT};
+use util::{bounded, python, Running, BIN, CLIENT_TIMEOUT};
 
 const LIMIT: Duration = Duration::from_secs(60);
-const BIN: &str = env!("CARGO_BIN_EXE_socketserver");
-
-/// A running `socketserver` server; SIGTERM and a wait when dropped.
-struct Running {
-    child: Child,
-    address: String,
-    stderr: mpsc::Receiver<String>,
-}
-
-impl Running {
-    fn start(args: &[&str]) -> Running {
-        Self::start_in(args, None)
-    }
-
-    fn start_in(args: &[&str], dir: Option<&std::path::Path>) -> Running {
-        let mut command = Command::new(BIN);
-        command
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        if let Some(dir) = dir {
-            command.current_dir(dir);
-        }
-        let mut child = command.spawn().unwrap();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        stdout.read_line(&mut line).unwrap();
-        let address = line
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("first line: {line:?}"))
-            .trim()
-            .to_owned();
-        // Keep draining both pipes so the server never blocks on a full one.
-        std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
-        let (lines, stderr) = mpsc::channel();
-        let err = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                let _ = lines.send(line);
-            }
-        });
-        Running {
-            child,
-            address,
-            stderr,
-        }
-    }
-
-    fn port(&self) -> String {
-        self.address.rsplit(':').next().unwrap().to_owned()
-    }
-
-    fn socket_addr(&self) -> SocketAddr {
-        self.address.parse().unwrap()
-    }
-
-    /// Waits for a log line containing `needle`.
-    fn log_line(&self, needle: &str) -> String {
-        loop {
-            let line = self
-                .stderr
-                .recv_timeout(CLIENT_TIMEOUT)
-                .unwrap_or_else(|_| panic!("no log line with {needle:?}"));
-            if line.contains(needle) {
-                return line;
-            }
-        }
-    }
-
-    fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-        line.split_whitespace().nth(1).unwrap().parse().unwrap()
-    }
-
-    /// SIGTERM, and the exit status.
-    fn terminate(mut self) -> std::process::ExitStatus {
-        kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM).unwrap();
-        let status = self.child.wait().unwrap();
-        std::mem::forget(self);
-        status
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGKILL);
-        let _ = self.child.wait();
-    }
-}
 
 /// The seeds' phone-call client: `phone.send(msg.encode('utf-8'))`,
 /// `data = phone.recv(1024)`.

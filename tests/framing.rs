@@ -470,3 +470,139 @@ proptest! {
         }
     }
 }
+
+/// A reader that hands out at most `chunk` bytes per read (1 and up): the
+/// properties below hold however the stream is cut.
+struct Chunked<'a> {
+    data: &'a [u8],
+    chunk: usize,
+}
+
+impl Read for Chunked<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = buf.len().min(self.chunk).min(self.data.len());
+        buf[..n].copy_from_slice(&self.data[..n]);
+        self.data = &self.data[n..];
+        Ok(n)
+    }
+}
+
+/// What reading frames from `input`, `chunk` bytes per read, gives: the
+/// frames, then how it ended, and how many bytes were left unread.
+fn frames_read(codec: FrameCodec, input: &[u8], chunk: usize) -> (Vec<Vec<u8>>, String, usize) {
+    let mut reader = Chunked { data: input, chunk };
+    let mut frames = Vec::new();
+    loop {
+        let before = reader.data.len();
+        match codec.read_frame(&mut reader) {
+            Ok(Some(frame)) => {
+                // A frame consumes its 4 bytes of length and itself, no more.
+                assert_eq!(before - reader.data.len(), 4 + frame.len());
+                frames.push(frame);
+            }
+            Ok(None) => return (frames, "end".into(), reader.data.len()),
+            Err(e) => {
+                if let FrameError::Oversize { .. } | FrameError::Negative(_) = e {
+                    // Refused after the 4 bytes of length, nothing past them.
+                    assert_eq!(before - reader.data.len(), 4);
+                }
+                return (frames, e.to_string(), reader.data.len());
+            }
+        }
+    }
+}
+
+proptest! {
+    /// The same frames, the same error, the same bytes consumed, whether
+    /// the stream arrives whole or a few bytes per read.
+    #[test]
+    fn decoding_does_not_depend_on_how_the_stream_is_cut(
+        input in prop::collection::vec(any::<u8>(), 0..96),
+        native in any::<bool>(),
+        max in 0usize..24,
+        chunk in 1usize..9,
+    ) {
+        let prefix = if native { LengthPrefix::NativeI32 } else { LengthPrefix::BigEndianU32 };
+        let codec = FrameCodec::new(prefix).with_max_frame(max);
+        let whole = frames_read(codec, &input, usize::MAX);
+        let cut = frames_read(codec, &input, chunk);
+        prop_assert_eq!(&whole, &cut);
+        for frame in &whole.0 {
+            prop_assert!(frame.len() <= max);
+        }
+    }
+
+    /// Any frames written (each within the maximum) read back identical,
+    /// in order, then a clean end, however the stream is cut.
+    #[test]
+    fn written_frames_read_back_identical(
+        payloads in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..40), 0..8),
+        native in any::<bool>(),
+        chunk in 1usize..9,
+    ) {
+        let prefix = if native { LengthPrefix::NativeI32 } else { LengthPrefix::BigEndianU32 };
+        let codec = FrameCodec::new(prefix).with_max_frame(40);
+        let mut wire = Vec::new();
+        for payload in &payloads {
+            codec.write_frame(&mut wire, payload).unwrap();
+        }
+        let (frames, end, left) = frames_read(codec, &wire, chunk);
+        prop_assert_eq!(frames, payloads);
+        prop_assert_eq!(end, "end");
+        prop_assert_eq!(left, 0);
+    }
+
+    /// A frame above the maximum is refused by the writer, and by the
+    /// reader before any of its payload is read.
+    #[test]
+    fn oversize_frames_are_refused_both_ways(len in 17usize..64, native in any::<bool>()) {
+        let prefix = if native { LengthPrefix::NativeI32 } else { LengthPrefix::BigEndianU32 };
+        let small = FrameCodec::new(prefix).with_max_frame(16);
+        let oversize = matches!(
+            small.write_frame(&mut Vec::new(), &vec![0; len]),
+            Err(FrameError::Oversize { .. })
+        );
+        prop_assert!(oversize);
+        let mut wire = Vec::new();
+        FrameCodec::new(prefix).write_frame(&mut wire, &vec![1; len]).unwrap();
+        let (frames, end, left) = frames_read(small, &wire, 3);
+        prop_assert!(frames.is_empty());
+        prop_assert!(end.contains("exceeds the maximum of 16"), "{}", end);
+        prop_assert_eq!(left, len);
+    }
+
+    /// Headers with any extra fields (any text, non-ASCII included, as
+    /// Python's json.dumps escapes it) and any bodies read back identical.
+    #[test]
+    fn written_messages_read_back_identical(
+        messages in prop::collection::vec(
+            (prop::collection::btree_map("[a-z_]{1,8}", "\\PC{0,12}", 0..4),
+             prop::collection::vec(any::<u8>(), 0..48)),
+            0..5,
+        ),
+        chunk in 1usize..9,
+    ) {
+        let codec = MessageCodec::default();
+        let mut wire = Vec::new();
+        let mut sent = Vec::new();
+        for (extra, body) in messages {
+            let mut header = header_for(&body);
+            // Extra fields, not the named ones (a second "md5" would
+            // make JSON with a duplicate key).
+            for (key, value) in extra {
+                if !matches!(key.as_str(), "filename" | "md5") {
+                    header.extra.insert(key, value.into());
+                }
+            }
+            codec.write_message(&mut wire, &header, &body).unwrap();
+            sent.push((header, body));
+        }
+        let mut reader = Chunked { data: &wire, chunk };
+        for (header, body) in &sent {
+            let (got_header, got_body) = codec.read_message(&mut reader).unwrap().unwrap();
+            prop_assert_eq!(&got_header, header);
+            prop_assert_eq!(&got_body, body);
+        }
+        prop_assert!(codec.read_message(&mut reader).unwrap().is_none());
+    }
+}

@@ -569,6 +569,38 @@ fn send_file_returns_the_receivers_error() {
     assert_eq!(&body, b"hello");
 }
 
+/// A receiver that fails early (a full disk) replies and hangs up while the
+/// sender is still sending: the sender's next write fails, and it reports
+/// the receiver's reply, not "Broken pipe" (it did before, found by
+/// tests/attacks.rs under load).
+#[test]
+fn send_file_returns_the_receivers_error_when_it_hangs_up_mid_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("big.bin");
+    // Far more than the socket buffers hold: the sender is mid-file when the
+    // receiver hangs up.
+    fs::write(&source, vec![7u8; 32 << 20]).unwrap();
+    let (a, b) = tcp_pair();
+    let receiver = thread::spawn(move || {
+        let mut t = Transceiver::new(b, "unused");
+        let header = t.recv().unwrap().unwrap();
+        let mut some = [0; 1000];
+        io::Read::read_exact(t.get_mut(), &mut some).unwrap();
+        t.send("error: disk full").unwrap();
+        // Hang up with the rest unread: a reset.
+        drop(t);
+        header
+    });
+    let err = Transceiver::new(a, dir.path())
+        .send_file(&source, true, &mut |_| {})
+        .unwrap_err();
+    assert!(receiver
+        .join()
+        .unwrap()
+        .starts_with("big.bin,33554432,md5:"));
+    assert_eq!(err.to_string(), "error: disk full");
+}
+
 #[test]
 fn symlink_at_the_final_name_is_replaced_not_followed() {
     let root = tempfile::tempdir().unwrap();

@@ -62,9 +62,12 @@ impl InFlight {
             count.waiting += 1;
             self.idle.notify_all();
         }
+        // Saturating: a thread that has left its request (and then dropped
+        // the last handle to the server) is still marked inside, but no
+        // longer counted as running.
         let busy = |c: &Count| {
             if inside {
-                c.running - c.waiting
+                c.running.saturating_sub(c.waiting)
             } else {
                 c.running
             }

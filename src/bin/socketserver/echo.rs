@@ -1,13 +1,20 @@
 //! `socketserver echo`: the seeds' phone-call echo (`conn.send(data.upper())`),
 //! the link loop and communication loop, and the UDP echo.
 
-use std::io::{self, BufRead, Write};
-use std::time::Duration;
+use std::io::{self, Read, Write};
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
 
 use clap::Args;
-use socketserver::{Datagram, DatagramRequest, RequestHandler, StreamOptions, StreamRequest};
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use socketserver::{
+    Connection, Datagram, DatagramRequest, RequestHandler, StreamOptions, StreamRequest,
+};
 
-use crate::run::{seconds, serve_in_mode, TcpServer, UdpServer, UnixDgramServer, UnixServer};
+use crate::run::{
+    remove_stale_socket, seconds, serve_in_mode, TcpServer, UdpServer, UnixDgramServer, UnixServer,
+};
 use crate::{Listen, Mode};
 
 #[derive(Debug, Args)]
@@ -39,31 +46,68 @@ pub struct StreamEcho {
     pub timeout: Option<Duration>,
 }
 
+/// The most one `recv` takes, as `rfile`'s default buffer.
+const CHUNK: usize = 8192;
+
 impl RequestHandler for StreamEcho {
     fn options(&self) -> StreamOptions {
         StreamOptions {
             timeout: self.timeout,
+            // The loop reads the connection itself, as the seeds'
+            // `conn.recv` does: `rfile` goes unused and needs no buffer.
+            rbufsize: 0,
             ..StreamOptions::default()
         }
     }
 
     fn handle(&self, request: &mut StreamRequest<'_>) -> io::Result<()> {
         log::info!("{} connected", request.client_address);
+        // No buffer until the client has sent something (nginx's rule): a
+        // connection that stays silent costs its thread's stack and little
+        // else — about 10 KiB instead of 18 (docs/benchmarks.md, idle
+        // connections). One poll(2) per connection, none per chunk.
+        wait_readable(request.connection, self.timeout)?;
+        let mut buf = vec![0; CHUNK];
+        let mut connection = request.connection;
         loop {
-            let chunk = request.rfile.fill_buf()?;
-            if chunk.is_empty() {
-                break;
-            }
-            let len = chunk.len();
+            let len = match connection.read(&mut buf) {
+                Ok(0) => break,
+                Ok(len) => len,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Err(err) => return Err(err),
+            };
+            let chunk = &mut buf[..len];
             if self.upper {
-                request.wfile.write_all(&chunk.to_ascii_uppercase())?;
-            } else {
-                request.wfile.write_all(chunk)?;
+                chunk.make_ascii_uppercase();
             }
-            request.rfile.consume(len);
+            request.wfile.write_all(chunk)?;
         }
         log::info!("{} disconnected", request.client_address);
         Ok(())
+    }
+}
+
+/// Waits until `connection` is readable (data, end of file or an error, for
+/// the next read to report), at most `timeout`: then fails as a read would,
+/// with [`io::ErrorKind::TimedOut`].
+fn wait_readable(connection: Connection<'_>, timeout: Option<Duration>) -> io::Result<()> {
+    let deadline = timeout.map(|t| Instant::now() + t);
+    loop {
+        let wait = match deadline {
+            None => PollTimeout::NONE,
+            Some(deadline) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                PollTimeout::try_from(left.as_nanos().div_ceil(1_000_000))
+                    .unwrap_or(PollTimeout::MAX)
+            }
+        };
+        let mut fds = [PollFd::new(connection.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, wait) {
+            Ok(0) => return Err(io::Error::new(io::ErrorKind::TimedOut, "timed out")),
+            Ok(_) => return Ok(()),
+            Err(Errno::EINTR) => {}
+            Err(errno) => return Err(errno.into()),
+        }
     }
 }
 
@@ -91,13 +135,31 @@ pub fn run(args: EchoArgs) -> io::Result<()> {
         timeout: seconds(args.timeout)?,
     };
     let datagram = DatagramEcho { upper: args.upper };
-    let Listen { bind, unix } = args.listen;
+    let Listen {
+        bind,
+        unix,
+        unix_mode,
+        unix_replace_stale,
+    } = args.listen;
+    if unix.is_none() && (unix_mode.is_some() || unix_replace_stale) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "--unix-mode and --unix-replace-stale apply to a --unix socket only",
+        ));
+    }
+    if let (Some(path), true) = (&unix, unix_replace_stale) {
+        remove_stale_socket(path)?;
+    }
     match (unix, args.udp) {
         (None, false) => serve_in_mode(args.mode, args.workers, TcpServer(bind, stream)),
         (None, true) => serve_in_mode(args.mode, args.workers, UdpServer(bind, datagram)),
-        (Some(path), false) => serve_in_mode(args.mode, args.workers, UnixServer(path, stream)),
-        (Some(path), true) => {
-            serve_in_mode(args.mode, args.workers, UnixDgramServer(path, datagram))
+        (Some(path), false) => {
+            serve_in_mode(args.mode, args.workers, UnixServer(path, unix_mode, stream))
         }
+        (Some(path), true) => serve_in_mode(
+            args.mode,
+            args.workers,
+            UnixDgramServer(path, unix_mode, datagram),
+        ),
     }
 }

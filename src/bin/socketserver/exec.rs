@@ -20,17 +20,88 @@ use socketserver::{RequestHandler, StreamRequest, ThreadingTCPServer};
 
 use crate::run::serve;
 
-/// The programs allowed without `--allow`: they print and change nothing.
+/// The programs allowed without `--allow`: they print and change nothing
+/// (`date` and `hostname` with the arguments [`READ_ONLY_ARGUMENTS`] allows).
 pub const DEFAULT_ALLOWED: &[&str] = &[
     "ls", "pwd", "whoami", "date", "echo", "uname", "id", "hostname",
 ];
+
+/// The only arguments `date` and `hostname` take under an allow-list. Both
+/// also *change* things when run as root: `date -s …`, `date MMDDhhmm`
+/// and `hostname NAME` (or `-F FILE`, `-b`, `-y NAME`) set the clock or the
+/// machine's names, and `date -f FILE` prints each line of FILE in its
+/// error messages (/etc/shadow included). Each argument must be one of
+/// these; one ending in `*` is a prefix (`+*` is any `+FORMAT`). `--any`
+/// lifts this with the allow-list.
+pub const READ_ONLY_ARGUMENTS: &[(&str, &[&str])] = &[
+    (
+        "date",
+        &[
+            "+*",
+            "-u",
+            "--utc",
+            "--universal",
+            "-R",
+            "--rfc-email",
+            "-I*",
+            "--iso-8601*",
+            "--rfc-3339=*",
+            "--date=*",
+        ],
+    ),
+    (
+        "hostname",
+        &[
+            "-s",
+            "--short",
+            "-f",
+            "--fqdn",
+            "--long",
+            "-d",
+            "--domain",
+            "-i",
+            "--ip-address",
+            "-I",
+            "--all-ip-addresses",
+            "-A",
+            "--all-fqdns",
+            "-a",
+            "--alias",
+        ],
+    ),
+];
+
+/// Refuses an argument that [`READ_ONLY_ARGUMENTS`] does not allow
+/// `program` (programs not listed there take any).
+pub fn check_arguments(program: &str, args: &[String]) -> Result<(), String> {
+    let Some((_, allowed)) = READ_ONLY_ARGUMENTS.iter().find(|(p, _)| *p == program) else {
+        return Ok(());
+    };
+    let fits = |arg: &str| {
+        allowed
+            .iter()
+            .any(|pattern| match pattern.strip_suffix('*') {
+                Some(prefix) => arg.starts_with(prefix),
+                None => arg == *pattern,
+            })
+    };
+    match args.iter().find(|arg| !fits(arg)) {
+        None => Ok(()),
+        Some(arg) => Err(format!(
+            "{program} {arg}: not allowed ({program} may only print: {})",
+            allowed.join(" ")
+        )),
+    }
+}
 
 #[derive(Debug, Args)]
 pub struct ExecArgs {
     /// Address to listen on (loopback unless --any).
     #[arg(long, default_value = "127.0.0.1:8090")]
     bind: String,
-    /// Allow this program (repeatable); replaces the default list.
+    /// Allow this program (repeatable); replaces the default list. `date`
+    /// and `hostname` take only arguments that print (see
+    /// READ_ONLY_ARGUMENTS in exec.rs).
     #[arg(long = "allow", value_name = "CMD")]
     allow: Vec<String>,
     /// Allow every program and any bind address. Dangerous: anyone who can
@@ -117,6 +188,7 @@ pub fn execute(line: &str, policy: &Policy) -> Result<(Vec<u8>, Option<i32>), St
                 list.join(", ")
             ));
         }
+        check_arguments(program, args)?;
     }
     let mut child = Command::new(program)
         .args(args)
@@ -319,6 +391,60 @@ mod tests {
         assert!(execute("/bin/echo hi", &policy)
             .unwrap_err()
             .contains("not allowed"));
+    }
+
+    /// Checked without running anything: were the check broken, running
+    /// these as root would set the clock or the host name.
+    #[test]
+    fn date_and_hostname_may_only_print() {
+        let args = |line: &str| -> Vec<String> { split_command(line).unwrap() };
+        for line in [
+            "-s 2000-01-01",
+            "--set=2000-01-01",
+            "--set 2000-01-01",
+            "--se=2000-01-01",
+            "010100002000",
+            "-f /etc/shadow",
+            "--file=/etc/shadow",
+            "-uf /etc/shadow",
+            "-r /etc/shadow",
+            "+%Y -s 2000-01-01",
+        ] {
+            let err = check_arguments("date", &args(line)).unwrap_err();
+            assert!(err.contains("not allowed"), "date {line}: {err}");
+        }
+        for line in [
+            "evil",
+            "-F /etc/shadow",
+            "--file /x",
+            "-b evil",
+            "-y nis",
+            "-s evil",
+        ] {
+            assert!(
+                check_arguments("hostname", &args(line)).is_err(),
+                "hostname {line}"
+            );
+        }
+        for line in [
+            "",
+            "+%Y-%m-%d",
+            "-u +%s",
+            "-R",
+            "-Iseconds",
+            "--rfc-3339=date",
+            "--date=@0",
+        ] {
+            assert_eq!(check_arguments("date", &args(line)), Ok(()), "date {line}");
+        }
+        for line in ["", "-s", "-f", "-I", "--fqdn"] {
+            assert_eq!(
+                check_arguments("hostname", &args(line)),
+                Ok(()),
+                "hostname {line}"
+            );
+        }
+        assert_eq!(check_arguments("echo", &args("-s --set anything")), Ok(()));
     }
 
     #[test]

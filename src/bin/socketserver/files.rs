@@ -6,10 +6,11 @@
 
 use std::io;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Args;
 use socketserver::transceiver::Transceiver;
-use socketserver::{RequestHandler, StreamRequest, ThreadPoolTCPServer};
+use socketserver::{RequestHandler, StreamOptions, StreamRequest, ThreadPoolTCPServer};
 
 use crate::run::serve;
 
@@ -27,6 +28,10 @@ pub struct FilesArgs {
     /// Largest upload accepted, in bytes.
     #[arg(long)]
     max_file_size: Option<u64>,
+    /// Drop a session that sends nothing (and reads nothing) for this many
+    /// seconds; 0: wait for ever.
+    #[arg(long, default_value_t = 300.0)]
+    timeout: f64,
 }
 
 /// The seed's acknowledgement of a message.
@@ -39,9 +44,20 @@ pub fn acknowledgement(message: &str) -> String {
 struct FilesHandler {
     dir: PathBuf,
     max_file_size: Option<u64>,
+    timeout: Option<Duration>,
 }
 
 impl RequestHandler for FilesHandler {
+    /// A session holds one of the few workers for as long as it lasts: one
+    /// that stalls mid-message (or whose client vanished without a FIN)
+    /// must not hold it for ever, or five of them stop the server.
+    fn options(&self) -> StreamOptions {
+        StreamOptions {
+            timeout: self.timeout,
+            ..StreamOptions::default()
+        }
+    }
+
     fn handle(&self, request: &mut StreamRequest<'_>) -> io::Result<()> {
         let client = request.client_address.clone();
         let mut transceiver = Transceiver::new(request.connection, &self.dir);
@@ -82,9 +98,14 @@ pub fn run(args: FilesArgs) -> io::Result<()> {
             ),
         )
     })?;
+    let timeout = match args.timeout {
+        0.0 => None,
+        seconds => crate::run::seconds(Some(seconds))?,
+    };
     let handler = FilesHandler {
         dir: args.dir,
         max_file_size: args.max_file_size,
+        timeout,
     };
     let mut server = ThreadPoolTCPServer::new(args.bind.as_str(), handler)?;
     server.mixin.workers = args.workers;

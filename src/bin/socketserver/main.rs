@@ -71,6 +71,18 @@ pub struct Listen {
     /// Listen on this Unix socket path instead.
     #[arg(long, conflicts_with = "bind")]
     pub unix: Option<PathBuf>,
+    /// Permissions of the --unix socket file, in octal (600: only this user
+    /// may connect). Set before the server listens. Default: as the umask
+    /// leaves them.
+    // Checked by hand, not with `requires = "unix"`: clap excuses a missing
+    // required argument when one it conflicts with (--bind) is given.
+    #[arg(long, value_name = "MODE", value_parser = run::parse_mode)]
+    pub unix_mode: Option<u32>,
+    /// If the --unix path is a socket file nobody listens on (connecting is
+    /// refused: a server that died left it behind), remove it before
+    /// binding. A live server's socket, or any other file, is left alone.
+    #[arg(long)]
+    pub unix_replace_stale: bool,
 }
 
 fn main() -> ExitCode {

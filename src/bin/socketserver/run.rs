@@ -69,10 +69,10 @@ pub fn serve_in_mode<B: Build>(mode: Mode, workers: Option<usize>, build: B) -> 
 pub struct TcpServer<H>(pub String, pub H);
 /// A UDP server for `address` and `handler`.
 pub struct UdpServer<H>(pub String, pub H);
-/// A Unix stream server at a path.
-pub struct UnixServer<H>(pub std::path::PathBuf, pub H);
-/// A Unix datagram server at a path.
-pub struct UnixDgramServer<H>(pub std::path::PathBuf, pub H);
+/// A Unix stream server at a path, its socket file of the given mode.
+pub struct UnixServer<H>(pub std::path::PathBuf, pub Option<u32>, pub H);
+/// A Unix datagram server at a path, its socket file of the given mode.
+pub struct UnixDgramServer<H>(pub std::path::PathBuf, pub Option<u32>, pub H);
 
 use socketserver::{Datagram, RequestHandler, Stream, Tcp, Udp, Unix, UnixDgram};
 
@@ -93,15 +93,77 @@ impl<H: RequestHandler<Datagram>> Build for UdpServer<H> {
 impl<H: RequestHandler<Stream>> Build for UnixServer<H> {
     type Transport = Unix;
     fn build<M: MixIn + Default>(self) -> io::Result<Server<Unix, M>> {
-        Server::<Unix, M>::new(self.0, self.1)
+        // Unbound first: the mode is applied between bind and listen.
+        let mut server = Server::<Unix, M>::unbound(self.0, self.2)?;
+        server.unix_socket_mode = self.1;
+        server.bind_and_activate()?;
+        Ok(server)
     }
 }
 
 impl<H: RequestHandler<Datagram>> Build for UnixDgramServer<H> {
     type Transport = UnixDgram;
     fn build<M: MixIn + Default>(self) -> io::Result<Server<UnixDgram, M>> {
-        Server::<UnixDgram, M>::new(self.0, self.1)
+        let mut server = Server::<UnixDgram, M>::unbound(self.0, self.2)?;
+        server.unix_socket_mode = self.1;
+        server.bind_and_activate()?;
+        Ok(server)
     }
+}
+
+/// `--unix-mode`: permissions in octal (`600`, `0660`), at most `777`.
+pub fn parse_mode(text: &str) -> Result<u32, String> {
+    match u32::from_str_radix(text, 8) {
+        Ok(mode) if mode <= 0o777 => Ok(mode),
+        _ => Err(format!(
+            "{text:?} is not a file mode: octal digits, at most 777 (e.g. 600)"
+        )),
+    }
+}
+
+/// `--unix-replace-stale`: removes `path` if it is a socket that refuses
+/// connections (ECONNREFUSED: no socket is bound to it any more, so the
+/// server that made it died without removing it). A live server's socket —
+/// stream or datagram, since a stream probe of a live datagram socket fails
+/// with EPROTOTYPE, not ECONNREFUSED — a file that is not a socket, or no
+/// file, is left alone, and the bind that follows says what is wrong.
+///
+/// Two servers started at once on one path can still race (one may probe
+/// the other's socket between its bind and its listen): give each server
+/// its own path.
+pub fn remove_stale_socket(path: &std::path::Path) -> io::Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    let Ok(metadata) = std::fs::symlink_metadata(path) else {
+        return Ok(());
+    };
+    if !metadata.file_type().is_socket() {
+        return Ok(());
+    }
+    let probe = socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::STREAM, None)?;
+    // Non-blocking: a live server with a full backlog must not hang us.
+    probe.set_nonblocking(true)?;
+    let refused = match probe.connect(&socket2::SockAddr::unix(path)?) {
+        Err(e) => e.raw_os_error() == Some(nix::libc::ECONNREFUSED),
+        Ok(()) => false,
+    };
+    drop(probe);
+    if refused {
+        log::warn!(
+            "removing the stale socket file {} (nobody listens on it)",
+            path.display()
+        );
+        std::fs::remove_file(path).or_else(|e| match e.kind() {
+            io::ErrorKind::NotFound => Ok(()),
+            _ => Err(io::Error::new(
+                e.kind(),
+                format!(
+                    "cannot remove the stale socket file {}: {e}",
+                    path.display()
+                ),
+            )),
+        })?;
+    }
+    Ok(())
 }
 
 /// Seconds from the command line as a duration (fractions allowed).
