@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
+use std::time::Duration;
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -97,6 +98,11 @@ impl Running {
     }
 
     /// Waits for a log line containing `needle`, and returns it.
+    /// The next log line, waiting at most `wait`.
+    pub fn next_log_line(&self, wait: Duration) -> Option<String> {
+        self.stderr.recv_timeout(wait).ok()
+    }
+
     pub fn log_line(&self, needle: &str) -> String {
         loop {
             let line = self

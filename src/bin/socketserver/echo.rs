@@ -135,11 +135,13 @@ pub fn run(args: EchoArgs) -> io::Result<()> {
         timeout: seconds(args.timeout)?,
     };
     let datagram = DatagramEcho { upper: args.upper };
+    let net = crate::run::NetOptions::from_args(&args.listen)?;
     let Listen {
         bind,
         unix,
         unix_mode,
         unix_replace_stale,
+        ..
     } = args.listen;
     if unix.is_none() && (unix_mode.is_some() || unix_replace_stale) {
         return Err(io::Error::new(
@@ -147,11 +149,20 @@ pub fn run(args: EchoArgs) -> io::Result<()> {
             "--unix-mode and --unix-replace-stale apply to a --unix socket only",
         ));
     }
+    let tcp_only = net.inherited.is_some() || net.reuse_port;
+    #[cfg(feature = "tls")]
+    let tcp_only = tcp_only || net.tls.is_some();
+    if tcp_only && (unix.is_some() || args.udp) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "--listen-fd, --reuse-port and --tls-* apply to a TCP server only",
+        ));
+    }
     if let (Some(path), true) = (&unix, unix_replace_stale) {
         remove_stale_socket(path)?;
     }
     match (unix, args.udp) {
-        (None, false) => serve_in_mode(args.mode, args.workers, TcpServer(bind, stream)),
+        (None, false) => serve_in_mode(args.mode, args.workers, TcpServer(bind, stream, net)),
         (None, true) => serve_in_mode(args.mode, args.workers, UdpServer(bind, datagram)),
         (Some(path), false) => {
             serve_in_mode(args.mode, args.workers, UnixServer(path, unix_mode, stream))

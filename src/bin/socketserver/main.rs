@@ -83,6 +83,21 @@ pub struct Listen {
     /// binding. A live server's socket, or any other file, is left alone.
     #[arg(long)]
     pub unix_replace_stale: bool,
+    /// Serve on this inherited, listening TCP socket (descriptor 3 or
+    /// more) instead of binding. Under systemd socket activation the socket
+    /// is picked up without this option.
+    #[arg(long, value_name = "FD")]
+    pub listen_fd: Option<u32>,
+    /// Set SO_REUSEPORT: several processes may serve one port, the kernel
+    /// spreading connections across them.
+    #[arg(long)]
+    pub reuse_port: bool,
+    /// Speak TLS (TCP), with this PEM certificate chain …
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// … and this PEM private key.
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {

@@ -66,7 +66,7 @@ pub fn serve_in_mode<B: Build>(mode: Mode, workers: Option<usize>, build: B) -> 
 }
 
 /// A TCP server for `address` and `handler`.
-pub struct TcpServer<H>(pub String, pub H);
+pub struct TcpServer<H>(pub String, pub H, pub NetOptions);
 /// A UDP server for `address` and `handler`.
 pub struct UdpServer<H>(pub String, pub H);
 /// A Unix stream server at a path, its socket file of the given mode.
@@ -79,7 +79,79 @@ use socketserver::{Datagram, RequestHandler, Stream, Tcp, Udp, Unix, UnixDgram};
 impl<H: RequestHandler<Stream>> Build for TcpServer<H> {
     type Transport = Tcp;
     fn build<M: MixIn + Default>(self) -> io::Result<Server<Tcp, M>> {
-        Server::<Tcp, M>::new(self.0.as_str(), self.1)
+        let TcpServer(address, handler, options) = self;
+        let mut server = match options.inherited {
+            Some(index) => Server::<Tcp, M>::from_systemd(index, handler)?,
+            None => {
+                let mut server = Server::<Tcp, M>::unbound(address.as_str(), handler)?;
+                server.allow_reuse_port = options.reuse_port;
+                server.bind_and_activate()?;
+                server
+            }
+        };
+        #[cfg(feature = "tls")]
+        {
+            server.tls = options.tls;
+        }
+        #[cfg(not(feature = "tls"))]
+        let _ = &mut server;
+        Ok(server)
+    }
+}
+
+/// How a TCP server gets its socket, and whether it speaks TLS.
+#[derive(Debug, Default)]
+pub struct NetOptions {
+    /// Socket `index` passed by systemd (LISTEN_FDS), instead of binding.
+    pub inherited: Option<usize>,
+    /// SO_REUSEPORT: several processes on one port.
+    pub reuse_port: bool,
+    /// TLS configuration.
+    #[cfg(feature = "tls")]
+    pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+}
+
+impl NetOptions {
+    /// From the command line. Call before any thread starts: `--listen-fd`
+    /// is passed on as systemd's protocol (LISTEN_FDS, LISTEN_PID), which
+    /// the library reads — and a process started by systemd socket
+    /// activation is picked up without any option.
+    pub fn from_args(listen: &crate::Listen) -> io::Result<Self> {
+        let inherited = match listen.listen_fd {
+            Some(fd) if fd < 3 => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("--listen-fd {fd}: inherited sockets start at descriptor 3"),
+                ))
+            }
+            Some(fd) => {
+                std::env::set_var("LISTEN_PID", std::process::id().to_string());
+                std::env::set_var("LISTEN_FDS", (fd - 2).to_string());
+                Some((fd - 3) as usize)
+            }
+            None => std::env::var("LISTEN_PID")
+                .ok()
+                .filter(|pid| *pid == std::process::id().to_string())
+                .and(std::env::var_os("LISTEN_FDS"))
+                .map(|_| 0),
+        };
+        Ok(NetOptions {
+            inherited,
+            reuse_port: listen.reuse_port,
+            #[cfg(feature = "tls")]
+            tls: match (&listen.tls_cert, &listen.tls_key) {
+                (Some(cert), Some(key)) => {
+                    Some(socketserver::tls::server_config_from_pem(cert, key)?)
+                }
+                (None, None) => None,
+                _ => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        "--tls-cert and --tls-key go together",
+                    ))
+                }
+            },
+        })
     }
 }
 

@@ -49,7 +49,7 @@ pub fn run(args: WhoamiArgs) -> io::Result<()> {
     serve_in_mode(
         args.mode,
         None,
-        WithProxy(TcpServer(args.bind, Whoami), proxy),
+        WithProxy(TcpServer(args.bind, Whoami, Default::default()), proxy),
     )
 }
 
