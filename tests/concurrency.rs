@@ -18,35 +18,17 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use socketserver::mixin::{Dispatch, Overload};
 use socketserver::{
-    AddressOf, BaseServer, DatagramRequest, MixIn, RequestHandler, RequestOf, Server,
-    StreamOptions, StreamRequest, Synchronous, Tcp, ThreadPoolMixIn, ThreadPoolTCPServer,
-    ThreadPoolUDPServer, ThreadPoolUnixDatagramServer, ThreadPoolUnixStreamServer, ThreadingMixIn,
-    ThreadingTCPServer, ThreadingUDPServer, ThreadingUnixDatagramServer, ThreadingUnixStreamServer,
+    AddressOf, BaseServer, MixIn, RequestHandler, RequestOf, Server, StreamOptions, StreamRequest,
+    Synchronous, Tcp, ThreadPoolMixIn, ThreadPoolTCPServer, ThreadPoolUDPServer,
+    ThreadPoolUnixDatagramServer, ThreadPoolUnixStreamServer, ThreadingMixIn, ThreadingTCPServer,
+    ThreadingUDPServer, ThreadingUnixDatagramServer, ThreadingUnixStreamServer,
 };
 use util::{
-    bounded, line_echo, serve, tcp_exchange, unix_path, Recorder, CLIENT_TIMEOUT, TEST_STR,
+    bounded, datagram_line_echo, line_echo, run_server, serve, tcp_exchange, unix_path, Recorder,
+    CLIENT_TIMEOUT, TEST_STR,
 };
 
 const LIMIT: Duration = Duration::from_secs(120);
-
-fn datagram_line_echo(request: &mut DatagramRequest<'_>) -> io::Result<()> {
-    let mut line = Vec::new();
-    request.rfile.read_until(b'\n', &mut line)?;
-    request.wfile.write_all(&line)
-}
-
-/// CPython's `run_server`, for any mode: echo ×3, shutdown, close, fd -1.
-fn run_server<S: BaseServer>(server: S, examine: impl Fn(AddressOf<S>)) {
-    let server = Arc::new(server);
-    let serving = serve(&server, Some(Duration::from_millis(10)));
-    for _ in 0..3 {
-        examine(server.server_address());
-    }
-    server.shutdown().unwrap();
-    serving.join().unwrap().unwrap();
-    server.server_close();
-    assert_eq!(server.fileno(), -1);
-}
 
 fn unix_stream_examine(address: PathBuf) {
     let stream = UnixStream::connect(address).unwrap();

@@ -14,35 +14,15 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use socketserver::{
-    AddressOf, BaseServer, DatagramRequest, RequestError, RequestOf, StreamRequest, TCPServer,
-    UDPServer, UnixDatagramServer, UnixStreamServer,
+    AddressOf, BaseServer, RequestError, RequestOf, StreamRequest, TCPServer, UDPServer,
+    UnixDatagramServer, UnixStreamServer,
 };
 use util::{
-    bounded, line_echo, serve, tcp_exchange, unix_path, Recorder, CLIENT_TIMEOUT, TEST_STR,
+    bounded, datagram_line_echo, line_echo, run_server, serve, tcp_exchange, unix_path, Recorder,
+    CLIENT_TIMEOUT, TEST_STR,
 };
 
 const LIMIT: Duration = Duration::from_secs(60);
-
-/// CPython's `DatagramRequestHandler` version of `MyHandler`: echo one line.
-fn datagram_line_echo(request: &mut DatagramRequest<'_>) -> io::Result<()> {
-    let mut line = Vec::new();
-    request.rfile.read_until(b'\n', &mut line)?;
-    request.wfile.write_all(&line)
-}
-
-/// CPython's `run_server`: serve_forever(poll_interval=0.01) on a thread,
-/// examine three times, shutdown, server_close, and the socket is closed.
-fn run_server<S: BaseServer>(server: S, examine: impl Fn(AddressOf<S>)) {
-    let server = Arc::new(server);
-    let serving = serve(&server, Some(Duration::from_millis(10)));
-    for _ in 0..3 {
-        examine(server.server_address());
-    }
-    server.shutdown().unwrap();
-    serving.join().unwrap().unwrap();
-    server.server_close();
-    assert_eq!(server.fileno(), -1, "server_close closes the socket");
-}
 
 /// CPython: `SocketServerTest.test_TCPServer`.
 #[test]

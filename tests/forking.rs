@@ -17,10 +17,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use socketserver::{
-    AddressOf, BaseServer, DatagramRequest, ForkingTCPServer, ForkingUDPServer,
-    ForkingUnixDatagramServer, ForkingUnixStreamServer, RequestError, RequestOf, StreamRequest,
+    AddressOf, BaseServer, ForkingTCPServer, ForkingUDPServer, ForkingUnixDatagramServer,
+    ForkingUnixStreamServer, RequestError, RequestOf, StreamRequest,
 };
-use util::{bounded, line_echo, serve, tcp_exchange, unix_path, CLIENT_TIMEOUT, TEST_STR};
+use util::{
+    bounded, datagram_line_echo, line_echo, serve, tcp_exchange, unix_path, CLIENT_TIMEOUT,
+    TEST_STR,
+};
 
 const LIMIT: Duration = Duration::from_secs(120);
 
@@ -35,12 +38,6 @@ fn with_foreign_child(body: impl FnOnce()) {
         .wait()
         .expect("the server reaped a child that was not its own");
     assert_eq!(status.code(), Some(72));
-}
-
-fn datagram_line_echo(request: &mut DatagramRequest<'_>) -> io::Result<()> {
-    let mut line = Vec::new();
-    request.rfile.read_until(b'\n', &mut line)?;
-    request.wfile.write_all(&line)
 }
 
 /// CPython's `run_server` for forking servers: also asserts that

@@ -189,3 +189,24 @@ impl<B: socketserver::Root + BaseServer<Base = B>> BaseServer for Recorder<B> {
         self.base().service_actions();
     }
 }
+
+/// CPython's `MyHandler` on a `DatagramRequestHandler`: echo one line.
+pub fn datagram_line_echo(request: &mut socketserver::DatagramRequest<'_>) -> io::Result<()> {
+    let mut line = Vec::new();
+    request.rfile.read_until(b'\n', &mut line)?;
+    request.wfile.write_all(&line)
+}
+
+/// CPython's `run_server`: serve_forever(poll_interval=0.01) on a thread,
+/// examine three times, shutdown, server_close, and the socket is closed.
+pub fn run_server<S: BaseServer>(server: S, examine: impl Fn(socketserver::AddressOf<S>)) {
+    let server = Arc::new(server);
+    let serving = serve(&server, Some(Duration::from_millis(10)));
+    for _ in 0..3 {
+        examine(server.server_address());
+    }
+    server.shutdown().unwrap();
+    serving.join().unwrap().unwrap();
+    server.server_close();
+    assert_eq!(server.fileno(), -1, "server_close closes the socket");
+}
