@@ -7,6 +7,9 @@
 //! scenario the servers alternate (A B C A B C …) for several rounds and the
 //! median is reported, so that a drifting machine does not favour one.
 //!
+//! A filter may name one ping-pong configuration: `pingpong-4096-500`.
+//! `BENCH_ROUNDS=N` overrides the number of rounds.
+//!
 //! `BENCH_BASELINE=path/to/another/socketserver` adds that build's sync,
 //! threading and pool modes as "baseline …" rows, for before/after
 //! comparisons of a change.
@@ -126,7 +129,32 @@ impl Config {
     }
 
     fn wants(&self, scenario: &str) -> bool {
-        self.filters.is_empty() || self.filters.iter().any(|f| scenario.contains(f.as_str()))
+        self.filters.is_empty()
+            || self
+                .filters
+                .iter()
+                .any(|f| scenario.contains(f.as_str()) || f.starts_with(scenario))
+    }
+
+    /// Whether a ping-pong configuration runs: all of them, unless a filter
+    /// names some (`pingpong-4096-500`).
+    fn wants_config(&self, id: &str) -> bool {
+        let named: Vec<&String> = self
+            .filters
+            .iter()
+            .filter(|f| f.starts_with("pingpong-"))
+            .collect();
+        named.is_empty() || named.iter().any(|f| f.as_str() == id)
+    }
+
+    fn with_env(mut self) -> Config {
+        if let Some(rounds) = std::env::var("BENCH_ROUNDS")
+            .ok()
+            .and_then(|r| r.parse().ok())
+        {
+            self.rounds = rounds;
+        }
+        self
     }
 
     fn out_dir(&self) -> PathBuf {
@@ -441,6 +469,9 @@ fn ping_pong(config: &Config, bins: &Bins, results: &mut Results) {
     for &size in &config.sizes {
         let mut lines: Vec<(String, Line)> = Vec::new();
         for &connections in &config.connections {
+            if !config.wants_config(&format!("pingpong-{size}-{connections}")) {
+                continue;
+            }
             let label = format!("(a) ping-pong {} × {connections}", size_name(size));
             eprintln!("{label}");
             // Sync serves one connection at a time: only one connection
@@ -1268,7 +1299,7 @@ fn chart(path: &Path, panels: &[Panel]) {
 }
 
 fn main() {
-    let config = Config::from_args();
+    let config = Config::from_args().with_env();
     let limit = harness::raise_fd_limit();
     // The load generator holds the client ends; each server its own.
     if limit < config.idle.iter().copied().max().unwrap_or(0) as u64 + 1000 {
