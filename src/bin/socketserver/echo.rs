@@ -65,8 +65,12 @@ impl RequestHandler for StreamEcho {
         // No buffer until the client has sent something (nginx's rule): a
         // connection that stays silent costs its thread's stack and little
         // else — about 10 KiB instead of 18 (docs/benchmarks.md, idle
-        // connections). One poll(2) per connection, none per chunk.
-        wait_readable(request.connection, self.timeout)?;
+        // connections). One poll(2) per connection, none per chunk. Plain
+        // sockets only: a TLS session may already hold decrypted bytes,
+        // which poll(2) cannot see.
+        if matches!(request.connection, Connection::Tcp(_) | Connection::Unix(_)) {
+            wait_readable(request.connection, self.timeout)?;
+        }
         let mut buf = vec![0; CHUNK];
         let mut connection = request.connection;
         loop {
