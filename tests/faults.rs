@@ -17,7 +17,7 @@ use std::net::{Shutdown, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
 use socket2::SockRef;
-use util::{bounded, Running, CLIENT_TIMEOUT};
+use util::{bounded, payload, Running, CLIENT_TIMEOUT};
 
 const LIMIT: Duration = Duration::from_secs(120);
 
@@ -29,20 +29,6 @@ const MODES: [&str; 2] = ["threading", "pool"];
 /// before the faults: its stacks and buffers for a handful of connections
 /// are a few hundred KiB; buffering a client's data would be megabytes.
 const RSS_BOUND_KIB: u64 = 16 * 1024;
-
-/// Bytes from a seed, different for every position: a mismatch or a
-/// shifted echo cannot go unnoticed.
-fn payload(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
 
 /// A running echo server, the bystander connection, and what the server
 /// looked like before the faults.

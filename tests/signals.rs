@@ -26,18 +26,6 @@ const MESSAGE: usize = 64 * 1024;
 /// The signal comes once every client has made this many requests.
 const WARM: u64 = 20;
 
-fn payload(seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..MESSAGE)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 /// How one request ended, as its client saw it.
 #[derive(Debug, Default)]
 struct Outcomes {
@@ -72,7 +60,7 @@ fn client(address: SocketAddr, seed: u64, warm: mpsc::Sender<()>) -> Outcomes {
             Err(e) => panic!("connect: {e}"),
         };
         stream.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
-        let message = payload(seed * 1_000_000 + n);
+        let message = util::payload(seed * 1_000_000 + n, MESSAGE);
         // A write may fail when the server closed first: nothing was
         // answered, so nothing can be truncated.
         let wrote = stream.write_all(&message);
@@ -105,7 +93,7 @@ fn graceful(mode: &str, signal: Signal) {
     // The request in flight: half sent, half echoed, when the signal comes.
     let mut in_flight = TcpStream::connect(address).unwrap();
     in_flight.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
-    let message = payload(u64::MAX);
+    let message = util::payload(u64::MAX, MESSAGE);
     let (first, second) = message.split_at(MESSAGE / 2);
     in_flight.write_all(first).unwrap();
     let mut reply = vec![0; MESSAGE];

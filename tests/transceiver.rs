@@ -1,6 +1,8 @@
 //! Seed 001's Transceiver over real loopback sockets, against itself and
 //! against a faithful copy of the seed's Python `common.py`.
 
+mod util;
+
 use std::fs;
 use std::io::{self, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -119,19 +121,6 @@ fn tcp_pair() -> (TcpStream, TcpStream) {
         s.set_write_timeout(Some(TIMEOUT)).unwrap();
     }
     (client, server)
-}
-
-/// Deterministic bytes that no chunk boundary can hide a reordering in.
-fn pseudo_random(len: usize) -> Vec<u8> {
-    let mut x = 0x2545_F491_4F6C_DD1Du64;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 /// The names in `dir`, sorted.
@@ -271,7 +260,7 @@ fn verified_round_trip(checksum: Checksum) {
     let (a, b) = tcp_pair();
     let from = tempfile::tempdir().unwrap();
     let to = tempfile::tempdir().unwrap();
-    let data = pseudo_random(300 * 1024);
+    let data = util::payload(0x2545_F491_4F6C_DD1D, 300 * 1024);
     let source = from.path().join("数据.bin");
     fs::write(&source, &data).unwrap();
 
@@ -320,7 +309,7 @@ fn seed_form_file_round_trip() {
     let (a, b) = tcp_pair();
     let from = tempfile::tempdir().unwrap();
     let to = tempfile::tempdir().unwrap();
-    let data = pseudo_random(70_000);
+    let data = util::payload(0x2545_F491_4F6C_DD1D, 70_000);
     let source = from.path().join("a.txt");
     fs::write(&source, &data).unwrap();
     let target = to.path().to_owned();
@@ -347,7 +336,7 @@ fn seed_form_file_round_trip() {
 fn python_seed_client_sends_message_and_file_to_rust() {
     let from = tempfile::tempdir().unwrap();
     let to = tempfile::tempdir().unwrap();
-    let data = pseudo_random(200_000);
+    let data = util::payload(0x2545_F491_4F6C_DD1D, 200_000);
     fs::write(from.path().join("报告.pdf"), &data).unwrap();
     let (child, stream) = python_seed("send", from.path(), "报告.pdf");
 
@@ -384,7 +373,7 @@ fn python_seed_client_sends_message_and_file_to_rust() {
 fn python_seed_receives_a_file_from_rust() {
     let from = tempfile::tempdir().unwrap();
     let to = tempfile::tempdir().unwrap();
-    let data = pseudo_random(150_000);
+    let data = util::payload(0x2545_F491_4F6C_DD1D, 150_000);
     let source = from.path().join("b.bin");
     fs::write(&source, &data).unwrap();
     let (child, stream) = python_seed("recv", to.path(), "unused");

@@ -210,3 +210,17 @@ pub fn run_server<S: BaseServer>(server: S, examine: impl Fn(socketserver::Addre
     server.server_close();
     assert_eq!(server.fileno(), -1, "server_close closes the socket");
 }
+
+/// Deterministic bytes from a seed (xorshift), different at every position:
+/// a lost, altered, reordered or shifted byte cannot go unnoticed.
+pub fn payload(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
