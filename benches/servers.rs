@@ -43,6 +43,7 @@ const CPYTHON: &str = "CPython";
 const SYNC: &str = "socketserver sync";
 const THREADING: &str = "socketserver threading";
 const POOL: &str = "socketserver pool";
+const COROUTINE: &str = "socketserver coroutine";
 const ANCHORS: [&str; 3] = [STD, TOKIO, CPYTHON];
 
 /// What a run measures, and for how long.
@@ -277,6 +278,7 @@ impl Bins {
         }
         specs.push(self.crate_server(THREADING, "threading", udp, None));
         specs.push(self.crate_server(POOL, "pool", udp, workers));
+        specs.push(self.crate_server(COROUTINE, "coroutine", udp, None));
         if let Some(baseline) = &self.baseline {
             if sync {
                 specs.push(Self::echo_program(
@@ -995,7 +997,7 @@ fn targets(results: &Results) -> String {
     // Best mode vs tokio at 50 connections.
     for size in [64, 4096] {
         let id = format!("pingpong-{size}-50");
-        let best = [THREADING, POOL]
+        let best = [THREADING, POOL, COROUTINE]
             .iter()
             .filter_map(|m| Some((*m, ratio(&id, m, TOKIO, 0)?)))
             .max_by(|a, b| a.1.total_cmp(&b.1));
@@ -1023,7 +1025,7 @@ fn targets(results: &Results) -> String {
     }
     // Simultaneous connects.
     if let Some(t) = results.table("burst") {
-        for m in [THREADING, POOL, SYNC] {
+        for m in [THREADING, POOL, COROUTINE, SYNC] {
             let lost = t.get(m, 2).zip(t.get(m, 3)).map(|(a, b)| a + b);
             rows.push([
                 format!("2,000 simultaneous connects: refused + reset, {}", mode(m)),
@@ -1058,7 +1060,7 @@ fn targets(results: &Results) -> String {
     }
     // Shutdown.
     if let Some(t) = results.table("shutdown") {
-        for m in [THREADING, POOL, SYNC] {
+        for m in [THREADING, POOL, COROUTINE, SYNC] {
             let v = t.get(m, 0);
             rows.push([
                 format!("shutdown when idle, SIGTERM to exit, {}", mode(m)),
@@ -1085,7 +1087,7 @@ fn targets(results: &Results) -> String {
         let Some(t) = results.table(&id) else {
             continue;
         };
-        let best = [SYNC, THREADING, POOL]
+        let best = [SYNC, THREADING, POOL, COROUTINE]
             .iter()
             .filter_map(|m| Some((*m, ratio(&id, m, CPYTHON, 0)?)))
             .max_by(|a, b| a.1.total_cmp(&b.1));

@@ -136,6 +136,7 @@ pub mod mixin;
 mod panic;
 mod proxy;
 mod server;
+mod suspend;
 #[cfg(feature = "tls")]
 pub mod tls;
 pub mod transceiver;
@@ -146,7 +147,9 @@ pub use handler::{
     Connection, Datagram, DatagramOptions, DatagramRequest, Packet, RequestHandler, RequestKind,
     SocketWriter, Stream, StreamOptions, StreamRequest,
 };
-pub use mixin::{ForkingMixIn, MixIn, Synchronous, ThreadPoolMixIn, ThreadingMixIn};
+pub use mixin::{
+    CoroutineMixIn, ForkingMixIn, MixIn, Synchronous, ThreadPoolMixIn, ThreadingMixIn,
+};
 pub use proxy::ProxyProtocol;
 pub use server::{
     AddressOf, BaseServer, BindOptions, RequestOf, Root, Server, ServerAddress, ServerHandle, Tcp,
@@ -188,6 +191,16 @@ pub type ThreadPoolUDPServer = Server<Udp, ThreadPoolMixIn>;
 pub type ThreadPoolUnixStreamServer = Server<Unix, ThreadPoolMixIn>;
 /// A Unix datagram server on a bounded [`ThreadPoolMixIn`] (not in Python).
 pub type ThreadPoolUnixDatagramServer = Server<UnixDgram, ThreadPoolMixIn>;
+
+/// A TCP server on a [`CoroutineMixIn`]: a coroutine per connection, a
+/// worker thread per core (not in Python; gevent's model).
+pub type CoroutineTCPServer = Server<Tcp, CoroutineMixIn>;
+/// A UDP server on a [`CoroutineMixIn`] (not in Python).
+pub type CoroutineUDPServer = Server<Udp, CoroutineMixIn>;
+/// A Unix stream server on a [`CoroutineMixIn`] (not in Python).
+pub type CoroutineUnixStreamServer = Server<Unix, CoroutineMixIn>;
+/// A Unix datagram server on a [`CoroutineMixIn`] (not in Python).
+pub type CoroutineUnixDatagramServer = Server<UnixDgram, CoroutineMixIn>;
 
 /// README.md's code, compiled as a doctest so that it stays true.
 #[cfg(doctest)]

@@ -4,13 +4,14 @@
 
 use std::io::{self, Read};
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::time::Duration;
 
 use nix::sys::socket::{recv, MsgFlags};
 use ppp::{v1, v2, HeaderResult};
 
 use crate::handler::Connection;
+use crate::suspend::Interest;
 
 /// Whether a stream server expects a PROXY protocol header before each
 /// connection's data.
@@ -97,12 +98,16 @@ fn read_header_bytes(connection: &mut Connection<'_>) -> io::Result<Vec<u8>> {
     // there, else all of it (all header), and look again.
     let mut buf = [0; V1_MAX];
     loop {
-        let available = recv(
-            connection.as_raw_fd(),
-            &mut buf[..V1_MAX - header.len()],
-            MsgFlags::MSG_PEEK,
-        )
-        .map_err(|errno| match io::Error::from(errno) {
+        let window = V1_MAX - header.len();
+        let available = crate::suspend::io(connection.as_fd(), Interest::Read, || {
+            recv(
+                connection.as_raw_fd(),
+                &mut buf[..window],
+                MsgFlags::MSG_PEEK,
+            )
+            .map_err(io::Error::from)
+        })
+        .map_err(|err| match err {
             err if err.kind() == io::ErrorKind::WouldBlock => {
                 io::Error::new(io::ErrorKind::TimedOut, "timed out")
             }

@@ -31,7 +31,7 @@ phone.close()
 #[test]
 fn python_phone_client_against_echo_upper() {
     bounded(LIMIT, || {
-        for mode in ["sync", "threading", "pool", "forking"] {
+        for mode in ["sync", "threading", "pool", "coroutine", "forking"] {
             let server =
                 Running::start(&["echo", "--bind", "127.0.0.1:0", "--upper", "--mode", mode]);
             assert_eq!(

@@ -18,10 +18,11 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use socketserver::mixin::{Dispatch, Overload};
 use socketserver::{
-    AddressOf, BaseServer, MixIn, RequestHandler, RequestOf, Server, StreamOptions, StreamRequest,
-    Synchronous, Tcp, ThreadPoolMixIn, ThreadPoolTCPServer, ThreadPoolUDPServer,
-    ThreadPoolUnixDatagramServer, ThreadPoolUnixStreamServer, ThreadingMixIn, ThreadingTCPServer,
-    ThreadingUDPServer, ThreadingUnixDatagramServer, ThreadingUnixStreamServer,
+    AddressOf, BaseServer, CoroutineMixIn, CoroutineTCPServer, CoroutineUDPServer,
+    CoroutineUnixDatagramServer, CoroutineUnixStreamServer, MixIn, RequestHandler, RequestOf,
+    Server, StreamOptions, StreamRequest, Synchronous, Tcp, ThreadPoolMixIn, ThreadPoolTCPServer,
+    ThreadPoolUDPServer, ThreadPoolUnixDatagramServer, ThreadPoolUnixStreamServer, ThreadingMixIn,
+    ThreadingTCPServer, ThreadingUDPServer, ThreadingUnixDatagramServer, ThreadingUnixStreamServer,
 };
 use util::{
     bounded, datagram_line_echo, line_echo, run_server, serve, tcp_exchange, unix_path, Recorder,
@@ -109,6 +110,21 @@ fn test_thread_pool_servers() {
         run_server(server, udp_examine);
         let server =
             ThreadPoolUnixDatagramServer::new(unix_path("pd"), datagram_line_echo).unwrap();
+        run_server(server, unix_dgram_examine);
+    });
+}
+
+/// The coroutine mix-in's versions of the four server tests.
+#[test]
+fn test_coroutine_servers() {
+    bounded(LIMIT, || {
+        let server = CoroutineTCPServer::new("127.0.0.1:0", line_echo).unwrap();
+        run_server(server, |a| assert_eq!(tcp_exchange(a, TEST_STR), TEST_STR));
+        let server = CoroutineUnixStreamServer::new(unix_path("cs"), line_echo).unwrap();
+        run_server(server, unix_stream_examine);
+        let server = CoroutineUDPServer::new("127.0.0.1:0", datagram_line_echo).unwrap();
+        run_server(server, udp_examine);
+        let server = CoroutineUnixDatagramServer::new(unix_path("cd"), datagram_line_echo).unwrap();
         run_server(server, unix_dgram_examine);
     });
 }
@@ -251,6 +267,11 @@ fn panic_isolation_thread_pool() {
     bounded(LIMIT, || {
         panic_isolation::<ThreadPoolMixIn>();
     });
+}
+
+#[test]
+fn panic_isolation_coroutine() {
+    bounded(LIMIT, panic_isolation::<CoroutineMixIn>);
 }
 
 /// A failing or panicking handler never costs the pool a worker: a pool of
@@ -553,6 +574,15 @@ fn graceful_shutdown_under_load_thread_pool() {
         // Fewer workers than connections: most requests wait in the queue
         // or the readiness set when shutdown comes, and are served all the same.
         graceful_shutdown::<ThreadPoolMixIn>(|pool| pool.workers = 16);
+    });
+}
+
+#[test]
+fn graceful_shutdown_under_load_coroutine() {
+    // One worker: the 200 requests are suspended coroutines when shutdown
+    // comes, and server_close waits for each to finish.
+    bounded(LIMIT, || {
+        graceful_shutdown::<CoroutineMixIn>(|c| c.workers = 1)
     });
 }
 

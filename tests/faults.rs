@@ -22,8 +22,9 @@ use util::{bounded, payload, Running, CLIENT_TIMEOUT};
 const LIMIT: Duration = Duration::from_secs(120);
 
 /// The modes where a fault costs something different: a thread per
-/// connection, or a bounded pool that waits for readiness.
-const MODES: [&str; 2] = ["threading", "pool"];
+/// connection, a bounded pool that waits for readiness, or coroutines on
+/// a thread per core.
+const MODES: [&str; 3] = ["threading", "pool", "coroutine"];
 
 /// How much the server's peak resident memory may exceed what it was
 /// before the faults: its stacks and buffers for a handful of connections
@@ -251,7 +252,8 @@ fn clients_that_connect_and_vanish() {
                 // one is given, or the client's end).
                 "threading" => fixture.threads + 100,
                 // None: they wait outside the workers until readable (or
-                // the pool's idle timeout, 60 s, closes them).
+                // the pool's idle timeout, 60 s, closes them), or as
+                // suspended coroutines.
                 _ => fixture.threads,
             };
             let deadline = Instant::now() + CLIENT_TIMEOUT;

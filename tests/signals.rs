@@ -148,7 +148,7 @@ fn graceful(mode: &str, signal: Signal) {
 #[test]
 fn sigterm_under_load_exits_0_with_no_reply_truncated() {
     bounded(LIMIT, || {
-        for mode in ["threading", "pool"] {
+        for mode in ["threading", "pool", "coroutine"] {
             graceful(mode, Signal::SIGTERM);
         }
     });
@@ -157,7 +157,7 @@ fn sigterm_under_load_exits_0_with_no_reply_truncated() {
 #[test]
 fn sigint_under_load_exits_0_with_no_reply_truncated() {
     bounded(LIMIT, || {
-        for mode in ["threading", "pool"] {
+        for mode in ["threading", "pool", "coroutine"] {
             graceful(mode, Signal::SIGINT);
         }
     });

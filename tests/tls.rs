@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::pki_types::{CertificateDer, ServerName};
-use socketserver::{tls, BaseServer, ThreadingTCPServer};
+use socketserver::{tls, BaseServer, CoroutineMixIn, MixIn, Server, Tcp, ThreadingTCPServer};
 use util::{bounded, line_echo, python, serve, CLIENT_TIMEOUT, TEST_STR};
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -42,7 +42,11 @@ fn certificate() -> Certificate {
 }
 
 fn tls_server(certificate: &Certificate) -> Arc<ThreadingTCPServer> {
-    let mut server = ThreadingTCPServer::new("127.0.0.1:0", line_echo).unwrap();
+    tls_server_in(certificate)
+}
+
+fn tls_server_in<M: MixIn + Default>(certificate: &Certificate) -> Arc<Server<Tcp, M>> {
+    let mut server = Server::<Tcp, M>::new("127.0.0.1:0", line_echo).unwrap();
     server.tls = Some(tls::server_config_from_pem(&certificate.chain, &certificate.key).unwrap());
     Arc::new(server)
 }
@@ -87,6 +91,28 @@ fn rustls_client_gets_its_echo() {
                 "and the session ended with close_notify (no UnexpectedEof)"
             );
         }
+        server.shutdown().unwrap();
+        serving.join().unwrap().unwrap();
+    });
+}
+
+/// Under the coroutine mix-in the handshake and the session's reads and
+/// writes suspend the request's coroutine, not its worker: with one worker, a
+/// client that never starts its handshake does not keep others waiting.
+#[test]
+fn coroutine_server_speaks_tls_and_a_stalled_handshake_stalls_nobody() {
+    bounded(LIMIT, || {
+        let certificate = certificate();
+        let mut server = tls_server_in::<CoroutineMixIn>(&certificate);
+        Arc::get_mut(&mut server).unwrap().mixin.workers = 1;
+        let serving = serve(&server, None);
+        let stalled = TcpStream::connect(server.server_address()).unwrap();
+        for _ in 0..3 {
+            let reply =
+                rustls_exchange(server.server_address(), &certificate.der, TEST_STR).unwrap();
+            assert_eq!(reply, TEST_STR);
+        }
+        drop(stalled);
         server.shutdown().unwrap();
         serving.join().unwrap().unwrap();
     });

@@ -7,6 +7,7 @@ use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 use super::{RequestHandler, RequestKind};
+use crate::suspend::{self, Interest};
 use crate::{Address, ServerHandle};
 
 /// The stream kind of request (TCP and Unix stream servers):
@@ -93,12 +94,58 @@ impl Connection<'_> {
             Connection::Tls(tls) => tls.transport().set_timeout(timeout),
             Connection::Tcp(s) => {
                 s.set_read_timeout(timeout)?;
-                s.set_write_timeout(timeout)
+                s.set_write_timeout(timeout)?;
+                suspend::set_timeouts(s.as_raw_fd(), timeout, timeout);
+                Ok(())
             }
             Connection::Unix(s) => {
                 s.set_read_timeout(timeout)?;
-                s.set_write_timeout(timeout)
+                s.set_write_timeout(timeout)?;
+                suspend::set_timeouts(s.as_raw_fd(), timeout, timeout);
+                Ok(())
             }
+        }
+    }
+
+    /// Waits until the connection is readable — data, end of file or an
+    /// error for the next read to report — at most `timeout`; then fails as
+    /// a read would, with [`io::ErrorKind::TimedOut`]. Under
+    /// [`CoroutineMixIn`](crate::CoroutineMixIn) only the request's
+    /// coroutine waits, not its thread.
+    ///
+    /// A handler can so put off allocating its buffers until the client has
+    /// sent something: a silent connection then costs little more than its
+    /// stack. A TLS session returns at once (it may hold decrypted bytes that
+    /// the socket does not show); its next read waits as usual.
+    ///
+    /// ```
+    /// # use socketserver::StreamRequest;
+    /// # use std::time::Duration;
+    /// fn handle(request: &mut StreamRequest<'_>) -> std::io::Result<()> {
+    ///     request.connection.wait_readable(Some(Duration::from_secs(30)))?;
+    ///     let mut buf = vec![0; 64 * 1024];
+    ///     // ... read into buf ...
+    /// #   let _ = &mut buf;
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn wait_readable(&self, timeout: Option<Duration>) -> io::Result<()> {
+        match self {
+            #[cfg(feature = "tls")]
+            Connection::Tls(_) => Ok(()),
+            _ => suspend::wait_readable(self.as_fd(), timeout),
+        }
+    }
+
+    /// Under [`CoroutineMixIn`](crate::CoroutineMixIn), makes the socket
+    /// non-blocking, for reads and writes to suspend the coroutine.
+    fn prepare_for_coroutine(&self) -> io::Result<()> {
+        match self {
+            _ if !suspend::in_coroutine() => Ok(()),
+            Connection::Tcp(s) => s.set_nonblocking(true),
+            Connection::Unix(s) => s.set_nonblocking(true),
+            #[cfg(feature = "tls")]
+            Connection::Tls(_) => Ok(()),
         }
     }
 
@@ -159,11 +206,14 @@ fn timed_out(err: io::Error) -> io::Error {
     }
 }
 
+// Plain sockets go through `suspend::io`, which under a coroutine turns
+// "would block" into a wait; TLS reads and writes reach the same code through
+// its transport connection.
 impl Read for Connection<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Connection::Tcp(mut s) => s.read(buf),
-            Connection::Unix(mut s) => s.read(buf),
+        match *self {
+            Connection::Tcp(mut s) => suspend::io(s.as_fd(), Interest::Read, || s.read(buf)),
+            Connection::Unix(mut s) => suspend::io(s.as_fd(), Interest::Read, || s.read(buf)),
             #[cfg(feature = "tls")]
             Connection::Tls(tls) => tls.read(buf),
         }
@@ -173,9 +223,9 @@ impl Read for Connection<'_> {
 
 impl Write for Connection<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Connection::Tcp(mut s) => s.write(buf),
-            Connection::Unix(mut s) => s.write(buf),
+        match *self {
+            Connection::Tcp(mut s) => suspend::io(s.as_fd(), Interest::Write, || s.write(buf)),
+            Connection::Unix(mut s) => suspend::io(s.as_fd(), Interest::Write, || s.write(buf)),
             #[cfg(feature = "tls")]
             Connection::Tls(tls) => tls.write(buf),
         }
@@ -339,6 +389,7 @@ pub(crate) fn finish_stream_request(
     server: &ServerHandle,
     setup: &StreamSetup<'_>,
 ) -> io::Result<()> {
+    connection.prepare_for_coroutine()?;
     if let crate::ProxyProtocol::Required { timeout } = setup.proxy {
         if let Some(client) = crate::proxy::read_header(connection, timeout)? {
             client_address = Address::Inet(client);

@@ -1,17 +1,20 @@
 //! Mix-ins: how `process_request` runs a request — in the serving thread
 //! ([`Synchronous`]), a thread of its own ([`ThreadingMixIn`]), a bounded
-//! pool ([`ThreadPoolMixIn`]) or a child process ([`ForkingMixIn`]).
+//! pool ([`ThreadPoolMixIn`]), a coroutine ([`CoroutineMixIn`]) or a child
+//! process ([`ForkingMixIn`]).
 //!
 //! Python mixes these into a server class by inheritance
 //! (`class ThreadingTCPServer(ThreadingMixIn, TCPServer)`); Rust gives the
 //! server a mix-in type parameter (`Server<Tcp, ThreadingMixIn>`), named
 //! after Python's classes by the aliases in the crate root.
 
+mod coroutine;
 mod forking;
 mod in_flight;
 mod pool;
 mod threading;
 
+pub use coroutine::{CoroutineMixIn, DEFAULT_COROUTINE_STACK_SIZE};
 pub use forking::ForkingMixIn;
 pub use pool::{Dispatch, Overload, PoolStats, ThreadPoolMixIn};
 pub use threading::{ThreadingMixIn, DEFAULT_STACK_SIZE};

@@ -2,15 +2,10 @@
 //! the link loop and communication loop, and the UDP echo.
 
 use std::io::{self, Read, Write};
-use std::os::fd::AsFd;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::Args;
-use nix::errno::Errno;
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use socketserver::{
-    Connection, Datagram, DatagramRequest, RequestHandler, StreamOptions, StreamRequest,
-};
+use socketserver::{Datagram, DatagramRequest, RequestHandler, StreamOptions, StreamRequest};
 
 use crate::run::{
     remove_stale_socket, seconds, serve_in_mode, TcpServer, UdpServer, UnixDgramServer, UnixServer,
@@ -27,7 +22,7 @@ pub struct EchoArgs {
     /// How requests run.
     #[arg(long, value_enum, default_value_t = Mode::Threading)]
     mode: Mode,
-    /// Worker threads for --mode pool.
+    /// Worker threads for --mode pool and --mode coroutine.
     #[arg(long)]
     workers: Option<usize>,
     /// Send back upper-cased, as the seeds do.
@@ -65,12 +60,8 @@ impl RequestHandler for StreamEcho {
         // No buffer until the client has sent something (nginx's rule): a
         // connection that stays silent costs its thread's stack and little
         // else — about 10 KiB instead of 18 (docs/benchmarks.md, idle
-        // connections). One poll(2) per connection, none per chunk. Plain
-        // sockets only: a TLS session may already hold decrypted bytes,
-        // which poll(2) cannot see.
-        if matches!(request.connection, Connection::Tcp(_) | Connection::Unix(_)) {
-            wait_readable(request.connection, self.timeout)?;
-        }
+        // connections). One poll(2) per connection, none per chunk.
+        request.connection.wait_readable(self.timeout)?;
         let mut buf = vec![0; CHUNK];
         let mut connection = request.connection;
         loop {
@@ -88,30 +79,6 @@ impl RequestHandler for StreamEcho {
         }
         log::info!("{} disconnected", request.client_address);
         Ok(())
-    }
-}
-
-/// Waits until `connection` is readable (data, end of file or an error, for
-/// the next read to report), at most `timeout`: then fails as a read would,
-/// with [`io::ErrorKind::TimedOut`].
-fn wait_readable(connection: Connection<'_>, timeout: Option<Duration>) -> io::Result<()> {
-    let deadline = timeout.map(|t| Instant::now() + t);
-    loop {
-        let wait = match deadline {
-            None => PollTimeout::NONE,
-            Some(deadline) => {
-                let left = deadline.saturating_duration_since(Instant::now());
-                PollTimeout::try_from(left.as_nanos().div_ceil(1_000_000))
-                    .unwrap_or(PollTimeout::MAX)
-            }
-        };
-        let mut fds = [PollFd::new(connection.as_fd(), PollFlags::POLLIN)];
-        match poll(&mut fds, wait) {
-            Ok(0) => return Err(io::Error::new(io::ErrorKind::TimedOut, "timed out")),
-            Ok(_) => return Ok(()),
-            Err(Errno::EINTR) => {}
-            Err(errno) => return Err(errno.into()),
-        }
     }
 }
 

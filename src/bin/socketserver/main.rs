@@ -58,6 +58,9 @@ pub enum Mode {
     Threading,
     /// A bounded pool of --workers threads (ThreadPoolMixIn).
     Pool,
+    /// A coroutine per request on --workers threads, one per core by default
+    /// (CoroutineMixIn).
+    Coroutine,
     /// A child process per request (ForkingMixIn).
     Forking,
 }

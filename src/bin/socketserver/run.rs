@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use socketserver::{
-    Address, BaseServer, ForkingMixIn, MixIn, Server, Synchronous, ThreadPoolMixIn, ThreadingMixIn,
-    Transport,
+    Address, BaseServer, CoroutineMixIn, ForkingMixIn, MixIn, Server, Synchronous, ThreadPoolMixIn,
+    ThreadingMixIn, Transport,
 };
 
 use crate::Mode;
@@ -56,6 +56,13 @@ pub fn serve_in_mode<B: Build>(mode: Mode, workers: Option<usize>, build: B) -> 
         Mode::Threading => serve(build.build::<ThreadingMixIn>()?),
         Mode::Pool => {
             let mut server = build.build::<ThreadPoolMixIn>()?;
+            if let Some(workers) = workers {
+                server.mixin.workers = workers;
+            }
+            serve(server)
+        }
+        Mode::Coroutine => {
+            let mut server = build.build::<CoroutineMixIn>()?;
             if let Some(workers) = workers {
                 server.mixin.workers = workers;
             }

@@ -1,0 +1,266 @@
+//! Blocking socket I/O that suspends a coroutine instead of its thread.
+//!
+//! Under [`CoroutineMixIn`](crate::CoroutineMixIn) a handler runs on a
+//! coroutine (a stack of its own, switched in user space) and its connection
+//! is non-blocking. A read or write on [`Connection`](crate::Connection) that
+//! would block does not block the worker thread: it yields the coroutine with
+//! what it waits for, the worker runs other handlers, and resumes this one
+//! when epoll says the socket is ready (or its timeout passes). The handler's
+//! code is the same blocking code as under threads — what gevent does for
+//! Python's socketserver, without monkey-patching.
+//!
+//! Outside a coroutine every function here is the plain blocking call.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::time::{Duration, Instant};
+
+use std::rc::Rc;
+
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::epoll::{Epoll, EpollEvent, EpollFlags};
+
+/// What a suspended coroutine waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Interest {
+    Read,
+    Write,
+}
+
+/// What a coroutine yields to its worker.
+#[derive(Debug)]
+pub(crate) enum Suspend {
+    /// Resume me once `fd` may be ready (either way: the retried operation
+    /// tells), or at `deadline`.
+    Wait {
+        fd: RawFd,
+        deadline: Option<Instant>,
+    },
+    /// The request is over (the coroutine's return value).
+    Done,
+}
+
+/// What the worker sends back when it resumes a coroutine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Resume {
+    /// The socket reported readiness (or may have: retry the operation).
+    Ready,
+    /// The deadline passed first.
+    TimedOut,
+}
+
+thread_local! {
+    /// The task the worker is running now (0 on any other thread).
+    static CURRENT_TASK: Cell<u64> = const { Cell::new(0) };
+    /// The worker's epoll set, which its coroutines add their sockets to.
+    static POLLER: RefCell<Option<Rc<Epoll>>> = const { RefCell::new(None) };
+    /// The descriptors this worker's tasks wait on or set timeouts for, with
+    /// the task that did: a number reused by a later connection inherits
+    /// neither registration nor timeouts.
+    static DESCRIPTORS: RefCell<HashMap<RawFd, Descriptor>> = RefCell::new(HashMap::new());
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Descriptor {
+    task: u64,
+    registered: bool,
+    timeouts: Timeouts,
+}
+
+impl Descriptor {
+    /// The entry of `fd` for `task`, fresh if it was another task's.
+    fn of(map: &mut HashMap<RawFd, Descriptor>, fd: RawFd, task: u64) -> &mut Descriptor {
+        let entry = map.entry(fd).or_insert(Descriptor {
+            task,
+            registered: false,
+            timeouts: Timeouts::default(),
+        });
+        if entry.task != task {
+            *entry = Descriptor {
+                task,
+                registered: false,
+                timeouts: Timeouts::default(),
+            };
+        }
+        entry
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Timeouts {
+    read: Option<Duration>,
+    write: Option<Duration>,
+}
+
+/// Whether this code runs on a coroutine of a [`CoroutineMixIn`] worker.
+///
+/// [`CoroutineMixIn`]: crate::CoroutineMixIn
+pub(crate) fn in_coroutine() -> bool {
+    CURRENT_TASK.with(Cell::get) != 0
+}
+
+/// Makes the calling thread a coroutine worker waiting on `epoll`.
+pub(crate) fn become_worker(epoll: Rc<Epoll>) {
+    POLLER.with(|p| *p.borrow_mut() = Some(epoll));
+}
+
+/// Called by the worker around each resumption of task `id` (0 after).
+pub(crate) fn set_current_task(id: u64) {
+    CURRENT_TASK.with(|c| c.set(id));
+}
+
+/// Called by the worker when task `id` is over: forget what it left about
+/// the descriptors it waited on.
+pub(crate) fn forget_task(id: u64, fds: &[RawFd]) {
+    DESCRIPTORS.with(|d| {
+        let mut descriptors = d.borrow_mut();
+        for fd in fds {
+            if matches!(descriptors.get(fd), Some(entry) if entry.task == id) {
+                descriptors.remove(fd);
+            }
+        }
+    });
+}
+
+/// Records `fd`'s timeouts for the current coroutine (the socket is
+/// non-blocking there, so SO_RCVTIMEO and SO_SNDTIMEO no longer apply).
+pub(crate) fn set_timeouts(fd: RawFd, read: Option<Duration>, write: Option<Duration>) {
+    let task = CURRENT_TASK.with(Cell::get);
+    if task != 0 {
+        DESCRIPTORS.with(|d| {
+            Descriptor::of(&mut d.borrow_mut(), fd, task).timeouts = Timeouts { read, write };
+        });
+    }
+}
+
+fn timeout_of(fd: RawFd, interest: Interest) -> Option<Duration> {
+    let task = CURRENT_TASK.with(Cell::get);
+    DESCRIPTORS.with(|d| match d.borrow().get(&fd) {
+        Some(entry) if entry.task == task => match interest {
+            Interest::Read => entry.timeouts.read,
+            Interest::Write => entry.timeouts.write,
+        },
+        _ => None,
+    })
+}
+
+/// Adds `fd` to the worker's epoll set for the current task, once:
+/// edge-triggered for reading and writing both, so that a connection costs
+/// one epoll_ctl in its life, not one per wait.
+fn register(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let task = CURRENT_TASK.with(Cell::get);
+    let raw = fd.as_raw_fd();
+    let fresh = DESCRIPTORS.with(|d| {
+        let mut descriptors = d.borrow_mut();
+        let entry = Descriptor::of(&mut descriptors, raw, task);
+        !std::mem::replace(&mut entry.registered, true)
+    });
+    if !fresh {
+        return Ok(());
+    }
+    let flags =
+        EpollFlags::EPOLLIN | EpollFlags::EPOLLOUT | EpollFlags::EPOLLRDHUP | EpollFlags::EPOLLET;
+    let mut event = EpollEvent::new(flags, task);
+    let added = POLLER.with(|p| match &*p.borrow() {
+        Some(epoll) => match epoll.add(fd, event) {
+            // Still registered through a duplicate of the descriptor that an
+            // earlier task kept open: take the registration over.
+            Err(Errno::EEXIST) => epoll.modify(fd, &mut event),
+            other => other,
+        },
+        None => Err(Errno::EINVAL),
+    });
+    if let Err(errno) = added {
+        DESCRIPTORS.with(|d| d.borrow_mut().remove(&raw));
+        return Err(io::Error::new(
+            io::Error::from(errno).kind(),
+            format!("cannot wait for descriptor {raw} in the coroutine worker: {errno}"),
+        ));
+    }
+    Ok(())
+}
+
+fn timed_out() -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, "timed out")
+}
+
+/// Runs a socket operation; inside a coroutine, each time it would block,
+/// suspends until `fd` is ready for `interest` (failing with
+/// [`io::ErrorKind::TimedOut`] after the timeout set for `fd`) and retries.
+#[inline]
+pub(crate) fn io<T>(
+    fd: BorrowedFd<'_>,
+    interest: Interest,
+    mut op: impl FnMut() -> io::Result<T>,
+) -> io::Result<T> {
+    loop {
+        match op() {
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock && in_coroutine() => {
+                let deadline = timeout_of(fd.as_raw_fd(), interest).map(|t| Instant::now() + t);
+                suspend_until_ready(fd, deadline)?;
+            }
+            result => return result,
+        }
+    }
+}
+
+/// Waits until `fd` is readable (data, end of file or an error for the next
+/// read to report), at most `timeout`, then fails with
+/// [`io::ErrorKind::TimedOut`]. Suspends only the coroutine when in one;
+/// poll(2) otherwise.
+pub(crate) fn wait_readable(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> io::Result<()> {
+    let deadline = timeout.map(|t| Instant::now() + t);
+    if in_coroutine() {
+        // Edge-triggered readiness only says "something changed": check.
+        while !poll_readable(fd, Some(Instant::now()))? {
+            suspend_until_ready(fd, deadline)?;
+        }
+        return Ok(());
+    }
+    if poll_readable(fd, deadline)? {
+        Ok(())
+    } else {
+        Err(timed_out())
+    }
+}
+
+/// poll(2) for readability until `deadline` (for ever without one).
+fn poll_readable(fd: BorrowedFd<'_>, deadline: Option<Instant>) -> io::Result<bool> {
+    loop {
+        let wait = match deadline {
+            None => PollTimeout::NONE,
+            Some(deadline) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                PollTimeout::try_from(left.as_nanos().div_ceil(1_000_000))
+                    .unwrap_or(PollTimeout::MAX)
+            }
+        };
+        let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
+        match poll(&mut fds, wait) {
+            Ok(0) => return Ok(false),
+            Ok(_) => return Ok(true),
+            Err(Errno::EINTR) => {}
+            Err(errno) => return Err(errno.into()),
+        }
+    }
+}
+
+/// Yields the current coroutine until its worker sees `fd` ready or
+/// `deadline` passes.
+fn suspend_until_ready(fd: BorrowedFd<'_>, deadline: Option<Instant>) -> io::Result<()> {
+    register(fd)?;
+    let fd = fd.as_raw_fd();
+    // generator's free `yield_` is deprecated in favour of a `Scope` passed
+    // to the coroutine's closure, which cannot reach a read deep inside a
+    // handler without a raw pointer in a thread-local (unsafe); the free
+    // function finds the running coroutine itself.
+    #[allow(deprecated)]
+    let resumed = generator::yield_::<Resume, Suspend>(Suspend::Wait { fd, deadline });
+    match resumed {
+        Some(Resume::TimedOut) => Err(timed_out()),
+        _ => Ok(()),
+    }
+}
