@@ -1,6 +1,7 @@
-//! `cargo run --release --example bench_framed_server -- --bind 127.0.0.1:0`
-//! — the benchmark's CPU-bound handler (benches/servers.rs, scenario g): seed
-//! 000's framed protocol on a `ThreadingTCPServer`.
+//! `cargo run --release --example bench_framed_server -- --bind 127.0.0.1:0
+//! [--mode threading|coroutine]` — the benchmark's CPU-bound handler
+//! (benches/servers.rs, scenario g): seed 000's framed protocol on a
+//! `ThreadingTCPServer` or a `CoroutineTCPServer`.
 //!
 //! The client sends messages of a native `i32` header length, a JSON header
 //! `{"total_size": N, "md5": "…"}` and N body bytes
@@ -13,7 +14,7 @@ use std::io;
 use std::sync::Arc;
 
 use socketserver::framing::{Checksum, Header, MessageCodec};
-use socketserver::{BaseServer, StreamRequest, ThreadingTCPServer};
+use socketserver::{BaseServer, CoroutineMixIn, MixIn, Server, StreamRequest, Tcp, ThreadingMixIn};
 
 fn handle(request: &mut StreamRequest<'_>) -> io::Result<()> {
     let codec = MessageCodec::default();
@@ -28,14 +29,24 @@ fn handle(request: &mut StreamRequest<'_>) -> io::Result<()> {
 
 fn main() -> io::Result<()> {
     let mut bind = "127.0.0.1:0".to_owned();
+    let mut mode = "threading".to_owned();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--bind" => bind = args.next().expect("--bind ADDR"),
+            "--mode" => mode = args.next().expect("--mode threading|coroutine"),
             other => panic!("unknown argument {other}"),
         }
     }
-    let server = Arc::new(ThreadingTCPServer::new(bind.as_str(), handle)?);
+    match mode.as_str() {
+        "threading" => serve::<ThreadingMixIn>(&bind),
+        "coroutine" => serve::<CoroutineMixIn>(&bind),
+        other => panic!("unknown mode {other}"),
+    }
+}
+
+fn serve<M: MixIn + Default>(bind: &str) -> io::Result<()> {
+    let server = Arc::new(Server::<Tcp, M>::new(bind, handle)?);
     let shutdown = server.shutdown_handle();
     ctrlc::set_handler(move || shutdown.request_shutdown()).map_err(io::Error::other)?;
     println!("listening on {}", server.server_address());

@@ -39,6 +39,9 @@ pub(crate) enum Suspend {
         fd: RawFd,
         deadline: Option<Instant>,
     },
+    /// Resume me after the others that are ready: I have run
+    /// [`BUDGET`] operations without waiting.
+    Yield,
     /// The request is over (the coroutine's return value).
     Done,
 }
@@ -52,7 +55,15 @@ pub(crate) enum Resume {
     TimedOut,
 }
 
+/// How many socket operations a coroutine may complete in a row, without
+/// ever waiting, before it yields to the others on its worker (tokio's
+/// cooperative budget, 128, for the same reason): a client that keeps the
+/// socket always ready must not starve the worker's other requests.
+pub(crate) const BUDGET: u32 = 128;
+
 thread_local! {
+    /// Operations left in the running coroutine's budget.
+    static BUDGET_LEFT: Cell<u32> = const { Cell::new(BUDGET) };
     /// The task the worker is running now (0 on any other thread).
     static CURRENT_TASK: Cell<u64> = const { Cell::new(0) };
     /// The worker's epoll set, which its coroutines add their sockets to.
@@ -107,9 +118,11 @@ pub(crate) fn become_worker(epoll: Rc<Epoll>) {
     POLLER.with(|p| *p.borrow_mut() = Some(epoll));
 }
 
-/// Called by the worker around each resumption of task `id` (0 after).
+/// Called by the worker around each resumption of task `id` (0 after);
+/// each resumption starts with a full budget.
 pub(crate) fn set_current_task(id: u64) {
     CURRENT_TASK.with(|c| c.set(id));
+    BUDGET_LEFT.with(|b| b.set(BUDGET));
 }
 
 /// Called by the worker when task `id` is over: forget what it left about
@@ -202,9 +215,22 @@ pub(crate) fn io<T>(
                 let deadline = timeout_of(fd.as_raw_fd(), interest).map(|t| Instant::now() + t);
                 suspend_until_ready(fd, deadline)?;
             }
-            result => return result,
+            result => {
+                if in_coroutine() && BUDGET_LEFT.with(|b| b.replace(b.get().saturating_sub(1))) <= 1
+                {
+                    yield_to_others();
+                }
+                return result;
+            }
         }
     }
+}
+
+/// Lets the worker run the other ready coroutines before this one goes on.
+fn yield_to_others() {
+    // See suspend_until_ready for the deprecated free function.
+    #[allow(deprecated)]
+    let _ = generator::yield_::<Resume, Suspend>(Suspend::Yield);
 }
 
 /// Waits until `fd` is readable (data, end of file or an error for the next

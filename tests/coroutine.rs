@@ -185,3 +185,50 @@ fn a_split_proxy_header_is_read_whole() {
         serving.join().unwrap().unwrap();
     });
 }
+
+/// A request whose socket is always ready never has to wait, so it never
+/// suspends on its own: after a budget of operations it yields to the
+/// others on its worker. Here one request spins on writes that always
+/// succeed (empty ones) until a second request, on the same single worker,
+/// tells it to stop; without the budget the second would never run.
+#[test]
+fn an_always_ready_request_yields_to_the_others() {
+    bounded(LIMIT, || {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let spins = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (stop_in, spins_in) = (Arc::clone(&stop), Arc::clone(&spins));
+        let server = one_worker(
+            CoroutineTCPServer::new("127.0.0.1:0", move |r: &mut StreamRequest<'_>| {
+                let mut line = Vec::new();
+                r.rfile.read_until(b'\n', &mut line)?;
+                if line == b"spin\n" {
+                    let mut connection = r.connection;
+                    while !stop_in.load(std::sync::atomic::Ordering::SeqCst) {
+                        connection.write_all(b"")?;
+                        connection.write(b"")?;
+                        spins_in.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    r.wfile.write_all(b"stopped\n")
+                } else {
+                    stop_in.store(true, std::sync::atomic::Ordering::SeqCst);
+                    r.wfile.write_all(b"stop sent\n")
+                }
+            })
+            .unwrap(),
+        );
+        let serving = serve(&server, None);
+        let spinner = TcpStream::connect(server.server_address()).unwrap();
+        spinner.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
+        (&spinner).write_all(b"spin\n").unwrap();
+        while spins.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+            std::thread::yield_now();
+        }
+        assert_eq!(
+            util::tcp_exchange(server.server_address(), b"stop\n"),
+            b"stop sent\n"
+        );
+        assert_eq!(util::read_to_end(&spinner), b"stopped\n");
+        server.shutdown().unwrap();
+        serving.join().unwrap().unwrap();
+    });
+}

@@ -338,13 +338,18 @@ impl Worker {
         let mut events = vec![EpollEvent::empty(); 256];
         loop {
             self.take_messages();
-            while let Some((id, resume)) = self.runnable.pop_front() {
-                self.step(id, resume);
+            // One pass over those ready now: a coroutine that yields its
+            // budget goes to the back, after whatever epoll says is ready.
+            for _ in 0..self.runnable.len() {
+                if let Some((id, resume)) = self.runnable.pop_front() {
+                    self.step(id, resume);
+                }
             }
             if self.stopping && self.coroutines.is_empty() {
                 return Ok(());
             }
             let timeout = match self.deadlines.first() {
+                _ if !self.runnable.is_empty() => EpollTimeout::ZERO,
                 None => EpollTimeout::NONE,
                 Some((deadline, _)) => {
                     let wait = deadline.saturating_duration_since(Instant::now());
@@ -446,6 +451,9 @@ impl Worker {
                     coroutine.deadline = Some(deadline);
                     self.deadlines.insert((deadline, id));
                 }
+            }
+            Ok(Some(Suspend::Yield)) if !coroutine.generator.is_done() => {
+                self.runnable.push_back((id, Resume::Ready));
             }
             Ok(_) => self.finish(id),
             Err(message) => {
