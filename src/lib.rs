@@ -41,7 +41,8 @@
 //! [`ThreadingTCPServer`], [`ForkingUDPServer`], … They are aliases of one
 //! struct, [`Server<T, M>`](Server), with a transport `T` ([`Tcp`], [`Udp`],
 //! [`Unix`], [`UnixDgram`]) and a mix-in `M` ([`Synchronous`],
-//! [`ThreadingMixIn`], [`ThreadPoolMixIn`], [`ForkingMixIn`]). Python's
+//! [`ThreadingMixIn`], [`ThreadPoolMixIn`], [`CoroutineMixIn`],
+//! [`ForkingMixIn`]). Python's
 //! attributes are public fields (`server.allow_reuse_address = true`); set
 //! them on a server made with `unbound` (Python's `bind_and_activate=False`),
 //! then call [`bind_and_activate`](BaseServer::bind_and_activate).
@@ -87,6 +88,7 @@
 //! | [`Synchronous`] | plain `TCPServer` | in the serving thread | waits in the listen backlog |
 //! | [`ThreadingMixIn`] | `ThreadingMixIn` | on a new thread | more threads, no bound |
 //! | [`ThreadPoolMixIn`] | — | on one of N workers, once readable | waits or is refused ([`mixin::Overload`]) |
+//! | [`CoroutineMixIn`] | — (gevent's model) | on a coroutine; a worker thread per core runs them all, switching whenever one would block | more coroutines (a few KiB each) |
 //! | [`ForkingMixIn`] | `ForkingMixIn` | in a child process | waits at `max_children` |
 //!
 //! # Shutdown

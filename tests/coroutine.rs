@@ -204,8 +204,7 @@ fn an_always_ready_request_yields_to_the_others() {
                 if line == b"spin\n" {
                     let mut connection = r.connection;
                     while !stop_in.load(std::sync::atomic::Ordering::SeqCst) {
-                        connection.write_all(b"")?;
-                        connection.write(b"")?;
+                        assert_eq!(connection.write(b"")?, 0);
                         spins_in.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     }
                     r.wfile.write_all(b"stopped\n")

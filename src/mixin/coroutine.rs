@@ -54,7 +54,7 @@ pub const DEFAULT_COROUTINE_STACK_SIZE: usize = 256 * 1024;
 /// use std::io::{BufRead, Read, Write};
 /// use socketserver::{BaseServer, CoroutineTCPServer, StreamRequest};
 ///
-/// let server = CoroutineTCPServer::new("127.0.0.1:0", |r: &mut StreamRequest<'_>| {
+/// let mut server = CoroutineTCPServer::new("127.0.0.1:0", |r: &mut StreamRequest<'_>| {
 ///     let mut line = String::new();
 ///     while r.rfile.read_line(&mut line)? > 0 {
 ///         r.wfile.write_all(line.to_uppercase().as_bytes())?;
@@ -62,7 +62,8 @@ pub const DEFAULT_COROUTINE_STACK_SIZE: usize = 256 * 1024;
 ///     }
 ///     Ok(())
 /// })?;
-/// let addr = server.server_address().inet().unwrap();
+/// server.mixin.workers = 1;
+/// let addr = server.server_address();
 /// let server = std::sync::Arc::new(server);
 /// let serving = std::thread::spawn({
 ///     let server = server.clone();
