@@ -52,7 +52,15 @@ pub(crate) fn catch<R>(f: impl FnOnce() -> R) -> Result<R, String> {
     })
 }
 
-fn payload_message(payload: &(dyn Any + Send)) -> String {
+/// Marks the current thread as one that runs only handlers (a coroutine
+/// worker): its panics are captured for `handle_error` even between the
+/// nested `catch` calls of coroutines that interleave on it.
+pub(crate) fn capture_on_this_thread() {
+    CAPTURING.with(|c| c.set(true));
+}
+
+/// A panic payload as text.
+pub(crate) fn payload_message(payload: &(dyn Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         (*s).to_owned()
     } else if let Some(s) = payload.downcast_ref::<String>() {

@@ -12,7 +12,6 @@
 //! Outside a coroutine every function here is the plain blocking call.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::time::{Duration, Instant};
@@ -71,32 +70,45 @@ thread_local! {
     /// The descriptors this worker's tasks wait on or set timeouts for, with
     /// the task that did: a number reused by a later connection inherits
     /// neither registration nor timeouts.
-    static DESCRIPTORS: RefCell<HashMap<RawFd, Descriptor>> = RefCell::new(HashMap::new());
+    /// Indexed by descriptor number (small integers, reused lowest first).
+    static DESCRIPTORS: RefCell<Vec<Option<Descriptor>>> = const { RefCell::new(Vec::new()) };
 }
 
 #[derive(Debug, Clone, Copy)]
 struct Descriptor {
     task: u64,
     registered: bool,
+    /// The last read returned less than it asked for: the socket had no more
+    /// then, so the next read waits for readiness first instead of making a
+    /// system call only to hear EAGAIN (tokio does the same).
+    drained: bool,
     timeouts: Timeouts,
 }
 
 impl Descriptor {
     /// The entry of `fd` for `task`, fresh if it was another task's.
-    fn of(map: &mut HashMap<RawFd, Descriptor>, fd: RawFd, task: u64) -> &mut Descriptor {
-        let entry = map.entry(fd).or_insert(Descriptor {
+    fn of(table: &mut Vec<Option<Descriptor>>, fd: RawFd, task: u64) -> &mut Descriptor {
+        let index = usize::try_from(fd).unwrap_or(0);
+        if table.len() <= index {
+            table.resize(index + 1, None);
+        }
+        let fresh = Descriptor {
             task,
             registered: false,
+            drained: false,
             timeouts: Timeouts::default(),
-        });
+        };
+        let entry = table[index].get_or_insert(fresh);
         if entry.task != task {
-            *entry = Descriptor {
-                task,
-                registered: false,
-                timeouts: Timeouts::default(),
-            };
+            *entry = fresh;
         }
         entry
+    }
+
+    /// The entry of `fd` if it is `task`'s.
+    fn get(table: &[Option<Descriptor>], fd: RawFd, task: u64) -> Option<&Descriptor> {
+        let entry = table.get(usize::try_from(fd).ok()?)?.as_ref()?;
+        (entry.task == task).then_some(entry)
     }
 }
 
@@ -129,10 +141,10 @@ pub(crate) fn set_current_task(id: u64) {
 /// the descriptors it waited on.
 pub(crate) fn forget_task(id: u64, fds: &[RawFd]) {
     DESCRIPTORS.with(|d| {
-        let mut descriptors = d.borrow_mut();
-        for fd in fds {
-            if matches!(descriptors.get(fd), Some(entry) if entry.task == id) {
-                descriptors.remove(fd);
+        let mut table = d.borrow_mut();
+        for &fd in fds {
+            if Descriptor::get(&table, fd, id).is_some() {
+                table[fd as usize] = None;
             }
         }
     });
@@ -151,12 +163,13 @@ pub(crate) fn set_timeouts(fd: RawFd, read: Option<Duration>, write: Option<Dura
 
 fn timeout_of(fd: RawFd, interest: Interest) -> Option<Duration> {
     let task = CURRENT_TASK.with(Cell::get);
-    DESCRIPTORS.with(|d| match d.borrow().get(&fd) {
-        Some(entry) if entry.task == task => match interest {
-            Interest::Read => entry.timeouts.read,
-            Interest::Write => entry.timeouts.write,
-        },
-        _ => None,
+    DESCRIPTORS.with(|d| {
+        let table = d.borrow();
+        let timeouts = Descriptor::get(&table, fd, task)?.timeouts;
+        match interest {
+            Interest::Read => timeouts.read,
+            Interest::Write => timeouts.write,
+        }
     })
 }
 
@@ -167,8 +180,8 @@ fn register(fd: BorrowedFd<'_>) -> io::Result<()> {
     let task = CURRENT_TASK.with(Cell::get);
     let raw = fd.as_raw_fd();
     let fresh = DESCRIPTORS.with(|d| {
-        let mut descriptors = d.borrow_mut();
-        let entry = Descriptor::of(&mut descriptors, raw, task);
+        let mut table = d.borrow_mut();
+        let entry = Descriptor::of(&mut table, raw, task);
         !std::mem::replace(&mut entry.registered, true)
     });
     if !fresh {
@@ -187,7 +200,7 @@ fn register(fd: BorrowedFd<'_>) -> io::Result<()> {
         None => Err(Errno::EINVAL),
     });
     if let Err(errno) = added {
-        DESCRIPTORS.with(|d| d.borrow_mut().remove(&raw));
+        DESCRIPTORS.with(|d| d.borrow_mut()[raw as usize] = None);
         return Err(io::Error::new(
             io::Error::from(errno).kind(),
             format!("cannot wait for descriptor {raw} in the coroutine worker: {errno}"),
@@ -231,6 +244,43 @@ fn yield_to_others() {
     // See suspend_until_ready for the deprecated free function.
     #[allow(deprecated)]
     let _ = generator::yield_::<Resume, Suspend>(Suspend::Yield);
+}
+
+/// A TCP read of up to `len` bytes through `op`, as [`io`] does it,
+/// skipping the read that would only fail with EAGAIN after a short one: a
+/// TCP read returns less than asked only when the socket had no more, and
+/// the bytes that arrive after it raise an edge-triggered event, so the
+/// coroutine can wait for that straight away. One system call less per
+/// request.
+#[inline]
+pub(crate) fn read(
+    fd: BorrowedFd<'_>,
+    len: usize,
+    op: impl FnMut() -> io::Result<usize>,
+) -> io::Result<usize> {
+    if !in_coroutine() {
+        return io(fd, Interest::Read, op);
+    }
+    let raw = fd.as_raw_fd();
+    let task = CURRENT_TASK.with(Cell::get);
+    let drained = DESCRIPTORS.with(|d| {
+        let mut table = d.borrow_mut();
+        match table.get_mut(usize::try_from(raw).unwrap_or(usize::MAX)) {
+            Some(Some(entry)) if entry.task == task => std::mem::replace(&mut entry.drained, false),
+            _ => false,
+        }
+    });
+    if drained {
+        let deadline = timeout_of(raw, Interest::Read).map(|t| Instant::now() + t);
+        suspend_until_ready(fd, deadline)?;
+    }
+    let result = io(fd, Interest::Read, op);
+    if let Ok(n) = result {
+        if 0 < n && n < len {
+            DESCRIPTORS.with(|d| Descriptor::of(&mut d.borrow_mut(), raw, task).drained = true);
+        }
+    }
+    result
 }
 
 /// Waits until `fd` is readable (data, end of file or an error for the next

@@ -212,7 +212,12 @@ fn timed_out(err: io::Error) -> io::Error {
 impl Read for Connection<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match *self {
-            Connection::Tcp(mut s) => suspend::io(s.as_fd(), Interest::Read, || s.read(buf)),
+            Connection::Tcp(mut s) => {
+                let len = buf.len();
+                suspend::read(s.as_fd(), len, || s.read(buf))
+            }
+            // Not `suspend::read`: a Unix stream read may stop short at a
+            // change of sender credentials (SO_PASSCRED) with more queued.
             Connection::Unix(mut s) => suspend::io(s.as_fd(), Interest::Read, || s.read(buf)),
             #[cfg(feature = "tls")]
             Connection::Tls(tls) => tls.read(buf),

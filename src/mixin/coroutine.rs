@@ -1,7 +1,7 @@
 //! [`CoroutineMixIn`]: each request on a coroutine, a few worker threads
 //! running them all — blocking handlers, event-driven underneath.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 use std::os::fd::{AsFd, RawFd};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -305,10 +305,9 @@ struct Worker {
     /// odd size asks it to fill the stack to measure its use, touching
     /// every page).
     stack_words: usize,
-    coroutines: HashMap<u64, Coroutine>,
+    coroutines: Slab,
     runnable: VecDeque<(u64, Resume)>,
     deadlines: BTreeSet<(Instant, u64)>,
-    next_id: u64,
     stopping: bool,
 }
 
@@ -318,6 +317,10 @@ impl Worker {
         wake: Arc<EventFd>,
         stack_size: usize,
     ) -> std::io::Result<Worker> {
+        // This thread runs nothing but requests: their panics are reported
+        // through handle_error, never printed, however their coroutines
+        // interleave.
+        crate::panic::capture_on_this_thread();
         let epoll = Rc::new(Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?);
         epoll.add(wake.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, WAKE))?;
         suspend::become_worker(Rc::clone(&epoll));
@@ -327,10 +330,9 @@ impl Worker {
             wake,
             epoll,
             stack_words: words & !1,
-            coroutines: HashMap::new(),
+            coroutines: Slab::default(),
             runnable: VecDeque::new(),
             deadlines: BTreeSet::new(),
-            next_id: WAKE + 1,
             stopping: false,
         })
     }
@@ -370,6 +372,9 @@ impl Worker {
                     self.wake_up(event.data(), Resume::Ready);
                 }
             }
+            if self.deadlines.is_empty() {
+                continue;
+            }
             let now = Instant::now();
             while let Some(&(deadline, id)) = self.deadlines.first() {
                 if deadline > now {
@@ -384,22 +389,17 @@ impl Worker {
         loop {
             match self.inbox.try_recv() {
                 Ok(Message::Task(task)) => {
-                    let id = self.next_id;
-                    self.next_id += 1;
                     let generator = Gn::<Resume>::new_opt(self.stack_words, move || {
                         task();
                         Suspend::Done
                     });
-                    self.coroutines.insert(
-                        id,
-                        Coroutine {
-                            generator,
-                            started: false,
-                            waiting: false,
-                            deadline: None,
-                            fds: Vec::new(),
-                        },
-                    );
+                    let id = self.coroutines.insert(Coroutine {
+                        generator,
+                        started: false,
+                        waiting: false,
+                        deadline: None,
+                        fds: Vec::new(),
+                    });
                     self.runnable.push_back((id, Resume::Ready));
                 }
                 Ok(Message::Stop) | Err(crossbeam_channel::TryRecvError::Disconnected) => {
@@ -414,7 +414,7 @@ impl Worker {
     /// Makes a waiting coroutine runnable (stale events and deadlines, of
     /// coroutines already running or gone, are ignored).
     fn wake_up(&mut self, id: u64, resume: Resume) {
-        let Some(coroutine) = self.coroutines.get_mut(&id) else {
+        let Some(coroutine) = self.coroutines.get_mut(id) else {
             return;
         };
         if let Some(deadline) = coroutine.deadline.take() {
@@ -427,20 +427,21 @@ impl Worker {
 
     /// Runs coroutine `id` until it waits again or ends.
     fn step(&mut self, id: u64, resume: Resume) {
-        let Some(coroutine) = self.coroutines.get_mut(&id) else {
+        let Some(coroutine) = self.coroutines.get_mut(id) else {
             return;
         };
         suspend::set_current_task(id);
-        // Panics are caught inside, around the handler; one escaping here
-        // (from a hook outside it) ends this request, not the worker.
+        // Panics are caught inside, around the handler and the hooks
+        // (process_request_thread); one escaping here (the generator's own,
+        // such as a stack overflow) ends this request, not the worker.
         let started = std::mem::replace(&mut coroutine.started, true);
-        let yielded = crate::panic::catch(|| {
+        let yielded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             if started {
                 coroutine.generator.raw_send(Some(resume))
             } else {
                 coroutine.generator.resume()
             }
-        });
+        }));
         suspend::set_current_task(0);
         match yielded {
             Ok(Some(Suspend::Wait { fd, deadline })) if !coroutine.generator.is_done() => {
@@ -457,16 +458,68 @@ impl Worker {
                 self.runnable.push_back((id, Resume::Ready));
             }
             Ok(_) => self.finish(id),
-            Err(message) => {
-                log::error!("a request's coroutine panicked outside its handler: {message}");
+            Err(payload) => {
+                log::error!(
+                    "a request's coroutine failed outside its handler: {}",
+                    crate::panic::payload_message(&*payload)
+                );
                 self.finish(id);
             }
         }
     }
 
     fn finish(&mut self, id: u64) {
-        if let Some(coroutine) = self.coroutines.remove(&id) {
+        if let Some(coroutine) = self.coroutines.remove(id) {
             suspend::forget_task(id, &coroutine.fds);
         }
+    }
+}
+
+/// The coroutines of a worker, by id: a slot index and the slot's
+/// generation, so that an id stays unique after its slot is reused (epoll
+/// events and deadlines of a finished coroutine are then ignored). Ids are
+/// never 0, the wake-up token.
+#[derive(Default)]
+struct Slab {
+    slots: Vec<(u32, Option<Coroutine>)>,
+    free: Vec<u32>,
+    len: usize,
+}
+
+impl Slab {
+    fn insert(&mut self, coroutine: Coroutine) -> u64 {
+        self.len += 1;
+        let index = match self.free.pop() {
+            Some(index) => index,
+            None => {
+                self.slots.push((0, None));
+                u32::try_from(self.slots.len() - 1).expect("fewer than 2^32 coroutines")
+            }
+        };
+        let slot = &mut self.slots[index as usize];
+        slot.0 = slot.0.wrapping_add(1);
+        slot.1 = Some(coroutine);
+        (u64::from(slot.0) << 32) | (u64::from(index) + 1)
+    }
+
+    fn slot(&mut self, id: u64) -> Option<&mut (u32, Option<Coroutine>)> {
+        let index = usize::try_from((id & 0xffff_ffff).checked_sub(1)?).ok()?;
+        let slot = self.slots.get_mut(index)?;
+        (u64::from(slot.0) == id >> 32).then_some(slot)
+    }
+
+    fn get_mut(&mut self, id: u64) -> Option<&mut Coroutine> {
+        self.slot(id)?.1.as_mut()
+    }
+
+    fn remove(&mut self, id: u64) -> Option<Coroutine> {
+        let coroutine = self.slot(id)?.1.take()?;
+        self.free.push((id & 0xffff_ffff) as u32 - 1);
+        self.len -= 1;
+        Some(coroutine)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
     }
 }
