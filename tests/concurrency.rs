@@ -19,14 +19,14 @@ use parking_lot::Mutex;
 use socketserver::mixin::{Dispatch, Overload};
 use socketserver::{
     AddressOf, BaseServer, CoroutineMixIn, CoroutineTCPServer, CoroutineUDPServer,
-    CoroutineUnixDatagramServer, CoroutineUnixStreamServer, MixIn, RequestHandler, RequestOf,
-    Server, StreamOptions, StreamRequest, Synchronous, Tcp, ThreadPoolMixIn, ThreadPoolTCPServer,
-    ThreadPoolUDPServer, ThreadPoolUnixDatagramServer, ThreadPoolUnixStreamServer, ThreadingMixIn,
-    ThreadingTCPServer, ThreadingUDPServer, ThreadingUnixDatagramServer, ThreadingUnixStreamServer,
+    CoroutineUnixDatagramServer, CoroutineUnixStreamServer, MixIn, RequestOf, Server,
+    StreamRequest, Synchronous, Tcp, ThreadPoolMixIn, ThreadPoolTCPServer, ThreadPoolUDPServer,
+    ThreadPoolUnixDatagramServer, ThreadPoolUnixStreamServer, ThreadingMixIn, ThreadingTCPServer,
+    ThreadingUDPServer, ThreadingUnixDatagramServer, ThreadingUnixStreamServer,
 };
 use util::{
     bounded, datagram_line_echo, line_echo, run_server, serve, tcp_exchange, unix_path, Recorder,
-    CLIENT_TIMEOUT, TEST_STR,
+    TimedEcho, CLIENT_TIMEOUT, TEST_STR,
 };
 
 const LIMIT: Duration = Duration::from_secs(120);
@@ -291,21 +291,6 @@ fn pool_keeps_its_workers_through_panics() {
         assert_eq!(stats.served, 2000);
         assert_eq!(stats.active, 0);
     });
-}
-
-/// A handler with a read/write timeout.
-struct TimedEcho(Duration);
-
-impl RequestHandler for TimedEcho {
-    fn options(&self) -> StreamOptions {
-        StreamOptions {
-            timeout: Some(self.0),
-            ..StreamOptions::default()
-        }
-    }
-    fn handle(&self, request: &mut StreamRequest<'_>) -> io::Result<()> {
-        line_echo(request)
-    }
 }
 
 /// Slow clients: a pool of 4 workers, 50 connections that never send a

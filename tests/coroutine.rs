@@ -11,10 +11,8 @@ use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use socketserver::{
-    BaseServer, CoroutineTCPServer, ProxyProtocol, RequestHandler, StreamOptions, StreamRequest,
-};
-use util::{bounded, line_echo, payload, serve, Recorder, CLIENT_TIMEOUT};
+use socketserver::{BaseServer, CoroutineTCPServer, ProxyProtocol, StreamRequest};
+use util::{bounded, line_echo, payload, serve, Recorder, TimedEcho, CLIENT_TIMEOUT};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -96,21 +94,6 @@ fn a_blocked_write_suspends_only_its_request() {
     });
 }
 
-struct Patient(Duration);
-
-impl RequestHandler for Patient {
-    fn options(&self) -> StreamOptions {
-        StreamOptions {
-            timeout: Some(self.0),
-            ..StreamOptions::default()
-        }
-    }
-
-    fn handle(&self, request: &mut StreamRequest<'_>) -> io::Result<()> {
-        line_echo(request)
-    }
-}
-
 /// `StreamOptions::timeout` applies to a suspended read as to a blocking
 /// one: a silent client is cut off once it passes, with a `TimedOut` error
 /// for handle_error; a talkative one on the same worker is served meanwhile.
@@ -118,7 +101,7 @@ impl RequestHandler for Patient {
 fn timeouts_apply_to_suspended_reads() {
     bounded(LIMIT, || {
         let timeout = Duration::from_millis(300);
-        let mut base = CoroutineTCPServer::new("127.0.0.1:0", Patient(timeout)).unwrap();
+        let mut base = CoroutineTCPServer::new("127.0.0.1:0", TimedEcho(timeout)).unwrap();
         base.mixin.workers = 1;
         let server = Arc::new(Recorder::new(base));
         let serving = serve(&server, None);

@@ -66,6 +66,22 @@ pub fn serve<S: BaseServer>(
     thread::spawn(move || server.serve_forever(poll_interval))
 }
 
+/// [`line_echo`] with a read and write timeout (`StreamOptions::timeout`).
+pub struct TimedEcho(pub Duration);
+
+impl socketserver::RequestHandler for TimedEcho {
+    fn options(&self) -> socketserver::StreamOptions {
+        socketserver::StreamOptions {
+            timeout: Some(self.0),
+            ..socketserver::StreamOptions::default()
+        }
+    }
+
+    fn handle(&self, request: &mut StreamRequest<'_>) -> io::Result<()> {
+        line_echo(request)
+    }
+}
+
 /// CPython's `MyHandler.handle`: echo one line.
 pub fn line_echo(request: &mut StreamRequest<'_>) -> io::Result<()> {
     let mut line = Vec::new();
