@@ -63,6 +63,10 @@ pub(crate) const BUDGET: u32 = 128;
 thread_local! {
     /// Operations left in the running coroutine's budget.
     static BUDGET_LEFT: Cell<u32> = const { Cell::new(BUDGET) };
+    /// The running task's read readiness ([`READABLE`], [`READ_CLOSED`]):
+    /// what its worker's epoll has reported since a read last found the
+    /// socket empty.
+    static READINESS: Cell<u8> = const { Cell::new(0) };
     /// The task the worker is running now (0 on any other thread).
     static CURRENT_TASK: Cell<u64> = const { Cell::new(0) };
     /// The worker's epoll set, which its coroutines add their sockets to.
@@ -78,10 +82,6 @@ thread_local! {
 struct Descriptor {
     task: u64,
     registered: bool,
-    /// The last read returned less than it asked for: the socket had no more
-    /// then, so the next read waits for readiness first instead of making a
-    /// system call only to hear EAGAIN (tokio does the same).
-    drained: bool,
     timeouts: Timeouts,
 }
 
@@ -95,7 +95,6 @@ impl Descriptor {
         let fresh = Descriptor {
             task,
             registered: false,
-            drained: false,
             timeouts: Timeouts::default(),
         };
         let entry = table[index].get_or_insert(fresh);
@@ -130,11 +129,26 @@ pub(crate) fn become_worker(epoll: Rc<Epoll>) {
     POLLER.with(|p| *p.borrow_mut() = Some(epoll));
 }
 
-/// Called by the worker around each resumption of task `id` (0 after);
-/// each resumption starts with a full budget.
-pub(crate) fn set_current_task(id: u64) {
+/// Epoll reported the socket readable (data, or something to report).
+pub(crate) const READABLE: u8 = 1;
+/// Epoll reported the peer's end or an error: stays set, a read will not
+/// block again.
+pub(crate) const READ_CLOSED: u8 = 2;
+
+/// Called by the worker before each resumption of task `id`, with the read
+/// readiness it has gathered for it; each resumption starts with a full
+/// budget.
+pub(crate) fn enter_task(id: u64, readiness: u8) {
     CURRENT_TASK.with(|c| c.set(id));
     BUDGET_LEFT.with(|b| b.set(BUDGET));
+    READINESS.with(|r| r.set(readiness));
+}
+
+/// Called by the worker after each resumption: the task's read readiness
+/// as its reads have left it.
+pub(crate) fn leave_task() -> u8 {
+    CURRENT_TASK.with(|c| c.set(0));
+    READINESS.with(Cell::get)
 }
 
 /// Called by the worker when task `id` is over: forget what it left about
@@ -246,41 +260,49 @@ fn yield_to_others() {
     let _ = generator::yield_::<Resume, Suspend>(Suspend::Yield);
 }
 
-/// A TCP read of up to `len` bytes through `op`, as [`io`] does it,
-/// skipping the read that would only fail with EAGAIN after a short one: a
-/// TCP read returns less than asked only when the socket had no more, and
-/// the bytes that arrive after it raise an edge-triggered event, so the
-/// coroutine can wait for that straight away. One system call less per
-/// request.
+/// A TCP read of up to `len` bytes through `op`, as [`io`] does it, but
+/// without the read that could only fail with EAGAIN: a TCP read returns
+/// less than asked only when the socket had no more, so after a short read
+/// the next one waits for epoll's next report first — unless one has come
+/// since, or the peer has closed (both are kept per task, as tokio keeps
+/// readiness per socket). One system call less per request.
 #[inline]
 pub(crate) fn read(
     fd: BorrowedFd<'_>,
     len: usize,
-    op: impl FnMut() -> io::Result<usize>,
+    mut op: impl FnMut() -> io::Result<usize>,
 ) -> io::Result<usize> {
     if !in_coroutine() {
         return io(fd, Interest::Read, op);
     }
     let raw = fd.as_raw_fd();
-    let task = CURRENT_TASK.with(Cell::get);
-    let drained = DESCRIPTORS.with(|d| {
-        let mut table = d.borrow_mut();
-        match table.get_mut(usize::try_from(raw).unwrap_or(usize::MAX)) {
-            Some(Some(entry)) if entry.task == task => std::mem::replace(&mut entry.drained, false),
-            _ => false,
-        }
+    let registered = DESCRIPTORS.with(|d| {
+        Descriptor::get(&d.borrow(), raw, CURRENT_TASK.with(Cell::get))
+            .is_some_and(|e| e.registered)
     });
-    if drained {
-        let deadline = timeout_of(raw, Interest::Read).map(|t| Instant::now() + t);
-        suspend_until_ready(fd, deadline)?;
-    }
-    let result = io(fd, Interest::Read, op);
-    if let Ok(n) = result {
-        if 0 < n && n < len {
-            DESCRIPTORS.with(|d| Descriptor::of(&mut d.borrow_mut(), raw, task).drained = true);
+    // Known empty: only a registered socket has its reports come here.
+    let mut known_empty = registered && READINESS.with(Cell::get) == 0;
+    loop {
+        if known_empty {
+            let deadline = timeout_of(raw, Interest::Read).map(|t| Instant::now() + t);
+            suspend_until_ready(fd, deadline)?;
+        }
+        match op() {
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                READINESS.with(|r| r.set(r.get() & !READABLE));
+                known_empty = true;
+            }
+            result => {
+                if matches!(result, Ok(n) if 0 < n && n < len) {
+                    READINESS.with(|r| r.set(r.get() & !READABLE));
+                }
+                if BUDGET_LEFT.with(|b| b.replace(b.get().saturating_sub(1))) <= 1 {
+                    yield_to_others();
+                }
+                return result;
+            }
         }
     }
-    result
 }
 
 /// Waits until `fd` is readable (data, end of file or an error for the next

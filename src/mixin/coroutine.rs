@@ -290,6 +290,9 @@ struct Coroutine {
     started: bool,
     /// Suspended, waiting for readiness or its deadline.
     waiting: bool,
+    /// Read readiness reported by epoll (`suspend::READABLE`,
+    /// `READ_CLOSED`), for its reads to know when one would only say EAGAIN.
+    readiness: u8,
     deadline: Option<Instant>,
     /// The descriptors it waited on, to forget when it ends.
     fds: Vec<RawFd>,
@@ -369,7 +372,7 @@ impl Worker {
                 if event.data() == WAKE {
                     let _ = self.wake.read();
                 } else {
-                    self.wake_up(event.data(), Resume::Ready);
+                    self.wake_up(event.data(), Resume::Ready, event.events());
                 }
             }
             if self.deadlines.is_empty() {
@@ -380,7 +383,7 @@ impl Worker {
                 if deadline > now {
                     break;
                 }
-                self.wake_up(id, Resume::TimedOut);
+                self.wake_up(id, Resume::TimedOut, EpollFlags::empty());
             }
         }
     }
@@ -397,6 +400,7 @@ impl Worker {
                         generator,
                         started: false,
                         waiting: false,
+                        readiness: 0,
                         deadline: None,
                         fds: Vec::new(),
                     });
@@ -411,12 +415,18 @@ impl Worker {
         }
     }
 
-    /// Makes a waiting coroutine runnable (stale events and deadlines, of
-    /// coroutines already running or gone, are ignored).
-    fn wake_up(&mut self, id: u64, resume: Resume) {
+    /// Makes a waiting coroutine runnable, adding what an event reported to
+    /// its read readiness (events of coroutines gone are ignored).
+    fn wake_up(&mut self, id: u64, resume: Resume, events: EpollFlags) {
         let Some(coroutine) = self.coroutines.get_mut(id) else {
             return;
         };
+        if events.intersects(EpollFlags::EPOLLIN) {
+            coroutine.readiness |= suspend::READABLE;
+        }
+        if events.intersects(EpollFlags::EPOLLRDHUP | EpollFlags::EPOLLHUP | EpollFlags::EPOLLERR) {
+            coroutine.readiness |= suspend::READABLE | suspend::READ_CLOSED;
+        }
         if let Some(deadline) = coroutine.deadline.take() {
             self.deadlines.remove(&(deadline, id));
         }
@@ -430,7 +440,7 @@ impl Worker {
         let Some(coroutine) = self.coroutines.get_mut(id) else {
             return;
         };
-        suspend::set_current_task(id);
+        suspend::enter_task(id, coroutine.readiness);
         // Panics are caught inside, around the handler and the hooks
         // (process_request_thread); one escaping here (the generator's own,
         // such as a stack overflow) ends this request, not the worker.
@@ -442,13 +452,13 @@ impl Worker {
                 coroutine.generator.resume()
             }
         }));
-        suspend::set_current_task(0);
+        coroutine.readiness = suspend::leave_task();
         match yielded {
             Ok(Some(Suspend::Wait { fd, deadline })) if !coroutine.generator.is_done() => {
-                coroutine.waiting = true;
                 if !coroutine.fds.contains(&fd) {
                     coroutine.fds.push(fd);
                 }
+                coroutine.waiting = true;
                 if let Some(deadline) = deadline {
                     coroutine.deadline = Some(deadline);
                     self.deadlines.insert((deadline, id));
