@@ -234,30 +234,11 @@ fn timed_out() -> io::Error {
 pub(crate) fn io<T>(
     fd: BorrowedFd<'_>,
     interest: Interest,
-    mut op: impl FnMut() -> io::Result<T>,
+    op: impl FnMut() -> io::Result<T>,
 ) -> io::Result<T> {
-    loop {
-        match op() {
-            Err(err) if err.kind() == io::ErrorKind::WouldBlock && in_coroutine() => {
-                let deadline = timeout_of(fd.as_raw_fd(), interest).map(|t| Instant::now() + t);
-                suspend_until_ready(fd, deadline)?;
-            }
-            result => {
-                if in_coroutine() && BUDGET_LEFT.with(|b| b.replace(b.get().saturating_sub(1))) <= 1
-                {
-                    yield_to_others();
-                }
-                return result;
-            }
-        }
-    }
-}
-
-/// Lets the worker run the other ready coroutines before this one goes on.
-fn yield_to_others() {
-    // See suspend_until_ready for the deprecated free function.
-    #[allow(deprecated)]
-    let _ = generator::yield_::<Resume, Suspend>(Suspend::Yield);
+    let result = retry(fd, interest, op);
+    spend_budget();
+    result
 }
 
 /// A TCP read of up to `len` bytes through `op`, as [`io`] does it, but
@@ -270,39 +251,73 @@ fn yield_to_others() {
 pub(crate) fn read(
     fd: BorrowedFd<'_>,
     len: usize,
-    mut op: impl FnMut() -> io::Result<usize>,
+    op: impl FnMut() -> io::Result<usize>,
 ) -> io::Result<usize> {
     if !in_coroutine() {
-        return io(fd, Interest::Read, op);
+        return retry(fd, Interest::Read, op);
     }
-    let raw = fd.as_raw_fd();
     let registered = DESCRIPTORS.with(|d| {
-        Descriptor::get(&d.borrow(), raw, CURRENT_TASK.with(Cell::get))
+        Descriptor::get(&d.borrow(), fd.as_raw_fd(), CURRENT_TASK.with(Cell::get))
             .is_some_and(|e| e.registered)
     });
     // Known empty: only a registered socket has its reports come here.
-    let mut known_empty = registered && READINESS.with(Cell::get) == 0;
+    if registered && READINESS.with(Cell::get) == 0 {
+        wait(fd, Interest::Read)?;
+    }
+    let result = retry(fd, Interest::Read, op);
+    if matches!(result, Ok(n) if 0 < n && n < len) {
+        forget_readable();
+    }
+    // After the readiness is settled: a yield lets the worker report more.
+    spend_budget();
+    result
+}
+
+/// The retry loop of [`io`] and [`read`]: a read that would block also
+/// tells that the socket is empty, until epoll reports it again.
+#[inline]
+fn retry<T>(
+    fd: BorrowedFd<'_>,
+    interest: Interest,
+    mut op: impl FnMut() -> io::Result<T>,
+) -> io::Result<T> {
     loop {
-        if known_empty {
-            let deadline = timeout_of(raw, Interest::Read).map(|t| Instant::now() + t);
-            suspend_until_ready(fd, deadline)?;
-        }
         match op() {
-            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                READINESS.with(|r| r.set(r.get() & !READABLE));
-                known_empty = true;
-            }
-            result => {
-                if matches!(result, Ok(n) if 0 < n && n < len) {
-                    READINESS.with(|r| r.set(r.get() & !READABLE));
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock && in_coroutine() => {
+                if interest == Interest::Read {
+                    forget_readable();
                 }
-                if BUDGET_LEFT.with(|b| b.replace(b.get().saturating_sub(1))) <= 1 {
-                    yield_to_others();
-                }
-                return result;
+                wait(fd, interest)?;
             }
+            result => return result,
         }
     }
+}
+
+/// Suspends until `fd` may be ready for `interest`, within its timeout.
+fn wait(fd: BorrowedFd<'_>, interest: Interest) -> io::Result<()> {
+    let deadline = timeout_of(fd.as_raw_fd(), interest).map(|t| Instant::now() + t);
+    suspend_until_ready(fd, deadline)
+}
+
+fn forget_readable() {
+    READINESS.with(|r| r.set(r.get() & !READABLE));
+}
+
+/// Counts one completed operation against the running coroutine's budget,
+/// yielding to the others on its worker when the budget is spent.
+#[inline]
+fn spend_budget() {
+    if in_coroutine() && BUDGET_LEFT.with(|b| b.replace(b.get().saturating_sub(1))) <= 1 {
+        yield_to_others();
+    }
+}
+
+/// Lets the worker run the other ready coroutines before this one goes on.
+fn yield_to_others() {
+    // See suspend_until_ready for the deprecated free function.
+    #[allow(deprecated)]
+    let _ = generator::yield_::<Resume, Suspend>(Suspend::Yield);
 }
 
 /// Waits until `fd` is readable (data, end of file or an error for the next

@@ -17,9 +17,9 @@ use nix::sys::eventfd::{EfdFlags, EventFd};
 use parking_lot::Mutex;
 
 use super::in_flight::InFlight;
-use super::{process_request_thread, MixIn};
+use super::{hand_over, MixIn};
 use crate::suspend::{self, Resume, Suspend};
-use crate::{AddressOf, BaseServer, RequestError, RequestOf};
+use crate::{AddressOf, BaseServer, RequestOf};
 
 /// The default stack size of a request coroutine: 256 KiB of address space,
 /// of which a coroutine touches only the pages its handler uses.
@@ -140,7 +140,7 @@ impl CoroutineMixIn {
 
 impl MixIn for CoroutineMixIn {
     /// Hands the request to a worker (in turn), which runs
-    /// [`process_request_thread`] on a new coroutine. If no worker can take
+    /// [`process_request_thread`](super::process_request_thread) on a new coroutine. If no worker can take
     /// it, the request goes to `handle_error` and is shut down.
     fn process_request<S: BaseServer>(
         &self,
@@ -148,26 +148,10 @@ impl MixIn for CoroutineMixIn {
         request: RequestOf<S>,
         client_address: AddressOf<S>,
     ) {
-        // The request waits in a slot rather than in the task, so that it is
-        // still ours to report and close if no worker takes it.
-        let slot = Arc::new(Mutex::new(Some((request, client_address))));
-        let task_slot = Arc::clone(&slot);
-        let task_server = Arc::clone(server);
         let running = self.in_flight.start();
-        let task: Task = Box::new(move || {
-            if let Some((request, client_address)) = task_slot.lock().take() {
-                process_request_thread(&*task_server, request, client_address);
-            }
-            drop(running);
-            drop(task_server);
+        hand_over(server, request, client_address, running, |task| {
+            self.workers()?.submit(task)
         });
-        let submitted = self.workers().and_then(|workers| workers.submit(task));
-        if let Err(err) = submitted {
-            if let Some((request, client_address)) = slot.lock().take() {
-                server.handle_error(&request, &client_address, &RequestError::Process(err));
-                server.shutdown_request(request);
-            }
-        }
     }
 
     /// Python's `server_close` for a mix-in with `block_on_close`: wait for

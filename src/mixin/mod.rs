@@ -72,6 +72,43 @@ impl MixIn for Synchronous {
     }
 }
 
+/// Hands a request to `start`, which runs the work it is given elsewhere (a
+/// new thread, a coroutine worker) and returns what it made of it. The work
+/// runs [`process_request_thread`] with `running` held. The request waits in
+/// a slot rather than in the work, so that if `start` fails it is still ours
+/// to report to `handle_error` and shut down; then `None` is returned.
+pub(crate) fn hand_over<S: BaseServer, T>(
+    server: &Arc<S>,
+    request: RequestOf<S>,
+    client_address: AddressOf<S>,
+    running: in_flight::Running,
+    start: impl FnOnce(Box<dyn FnOnce() + Send>) -> std::io::Result<T>,
+) -> Option<T> {
+    let slot = Arc::new(parking_lot::Mutex::new(Some((request, client_address))));
+    let work_slot = Arc::clone(&slot);
+    let work_server = Arc::clone(server);
+    let work = Box::new(move || {
+        running.enter();
+        if let Some((request, client_address)) = work_slot.lock().take() {
+            process_request_thread(&*work_server, request, client_address);
+        }
+        // Finished before the server handle goes: if it was the last,
+        // dropping the server here waits for the others, not for us.
+        drop(running);
+        drop(work_server);
+    });
+    match start(work) {
+        Ok(started) => Some(started),
+        Err(err) => {
+            if let Some((request, client_address)) = slot.lock().take() {
+                server.handle_error(&request, &client_address, &RequestError::Process(err));
+                server.shutdown_request(request);
+            }
+            None
+        }
+    }
+}
+
 /// Python's `ThreadingMixIn.process_request_thread`: `finish_request`; on an
 /// error or a panic, `handle_error` (once, with the panic's message and the
 /// client's address); then `shutdown_request` in every case.

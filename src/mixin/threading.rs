@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use super::in_flight::InFlight;
-use super::{process_request_thread, MixIn};
-use crate::{AddressOf, BaseServer, RequestError, RequestOf};
+use super::{hand_over, MixIn};
+use crate::{AddressOf, BaseServer, RequestOf};
 
 /// The default stack size of a request thread: 512 KiB.
 ///
@@ -116,7 +116,7 @@ fn reap(threads: &mut Vec<JoinHandle<()>>) {
 
 impl MixIn for ThreadingMixIn {
     /// Python's `ThreadingMixIn.process_request`: start a thread running
-    /// [`process_request_thread`]. If no thread can be started, the request
+    /// [`process_request_thread`](super::process_request_thread). If no thread can be started, the request
     /// goes to `handle_error` and is shut down.
     fn process_request<S: BaseServer>(
         &self,
@@ -124,39 +124,18 @@ impl MixIn for ThreadingMixIn {
         request: RequestOf<S>,
         client_address: AddressOf<S>,
     ) {
-        // The request waits in a slot rather than in the closure, so that it
-        // is still ours to report and close if the spawn fails.
-        let slot = Arc::new(Mutex::new(Some((request, client_address))));
         let n = self.spawned.fetch_add(1, Ordering::Relaxed);
-        let thread_server = Arc::clone(server);
-        let thread_slot = Arc::clone(&slot);
         let running = self.in_flight.start();
-        let spawned = thread::Builder::new()
-            .name(format!("{}-{n}", self.thread_name))
-            .stack_size(self.stack_size)
-            .spawn(move || {
-                running.enter();
-                if let Some((request, client_address)) = thread_slot.lock().take() {
-                    process_request_thread(&*thread_server, request, client_address);
-                }
-                // Finished before the server handle goes: if it was the last,
-                // dropping the server here waits for the others, not for us.
-                drop(running);
-                drop(thread_server);
-            });
-        match spawned {
-            Ok(thread) if self.tracking() => {
-                let mut threads = self.threads.lock();
-                reap(&mut threads);
-                threads.push(thread);
-            }
-            Ok(_) => {}
-            Err(err) => {
-                if let Some((request, client_address)) = slot.lock().take() {
-                    server.handle_error(&request, &client_address, &RequestError::Process(err));
-                    server.shutdown_request(request);
-                }
-            }
+        let spawned = hand_over(server, request, client_address, running, |work| {
+            thread::Builder::new()
+                .name(format!("{}-{n}", self.thread_name))
+                .stack_size(self.stack_size)
+                .spawn(work)
+        });
+        if let Some(thread) = spawned.filter(|_| self.tracking()) {
+            let mut threads = self.threads.lock();
+            reap(&mut threads);
+            threads.push(thread);
         }
     }
 
