@@ -14,6 +14,7 @@ use std::thread;
 use std::time::Duration;
 
 use socketserver::{BaseServer, StreamRequest, TCPServer};
+use socketserver::{Synchronous, Tcp};
 
 /// Python: `class UpperHandler(socketserver.StreamRequestHandler)`.
 fn upper_handler(request: &mut StreamRequest<'_>) -> io::Result<()> {
@@ -43,7 +44,8 @@ impl AllowListServer {
 }
 
 impl BaseServer for AllowListServer {
-    type Base = TCPServer;
+    type Transport = Tcp;
+    type MixIn = Synchronous;
     fn base(&self) -> &TCPServer {
         &self.base
     }

@@ -16,6 +16,7 @@ use std::sync::{Arc, OnceLock};
 use std::thread;
 
 use socketserver::{BaseServer, RequestHandler, StreamRequest, TCPServer};
+use socketserver::{Synchronous, Tcp};
 
 /// What `server_bind` records: Python's `self.server_name` and
 /// `self.server_port`. Hooks take `&self`, so these are set once through
@@ -49,7 +50,8 @@ impl HttpServer {
 }
 
 impl BaseServer for HttpServer {
-    type Base = TCPServer;
+    type Transport = Tcp;
+    type MixIn = Synchronous;
     fn base(&self) -> &TCPServer {
         &self.base
     }

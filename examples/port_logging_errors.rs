@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::thread;
 
 use socketserver::{BaseServer, RequestError, StreamRequest, TCPServer};
+use socketserver::{Synchronous, Tcp};
 
 /// Python: `class DoubleHandler(socketserver.StreamRequestHandler)`.
 fn double_handler(request: &mut StreamRequest<'_>) -> io::Result<()> {
@@ -36,7 +37,8 @@ struct LoggingServer {
 }
 
 impl BaseServer for LoggingServer {
-    type Base = TCPServer;
+    type Transport = Tcp;
+    type MixIn = Synchronous;
     fn base(&self) -> &TCPServer {
         &self.base
     }

@@ -75,8 +75,10 @@
 //! # Overriding hooks (subclassing)
 //!
 //! Python subclasses a server and overrides methods. Rust wraps a server in a
-//! struct, names it as the [`BaseServer::Base`], and overrides trait methods;
-//! `self.base().hook()` is `super().hook()`. Every default calls hooks
+//! struct, returns it from [`BaseServer::base`], and overrides trait methods;
+//! `self.base().hook()` is `super().hook()`, and a handler reaches the
+//! struct's fields with [`request.server.downcast()`](ServerHandle::downcast)
+//! (Python's `self.server.x`). Every default calls hooks
 //! through `self`, so overrides run wherever the request goes: a thread, a
 //! pool worker, a forked child. See [`BaseServer`] for the numbered call order
 //! and an example, and docs/porting.md for every Python name.
@@ -142,6 +144,7 @@ mod suspend;
 #[cfg(feature = "tls")]
 pub mod tls;
 pub mod transceiver;
+mod transport;
 
 pub use address::Address;
 pub use error::RequestError;
@@ -153,10 +156,8 @@ pub use mixin::{
     CoroutineMixIn, ForkingMixIn, MixIn, Synchronous, ThreadPoolMixIn, ThreadingMixIn,
 };
 pub use proxy::ProxyProtocol;
-pub use server::{
-    AddressOf, BaseServer, BindOptions, RequestOf, Root, Server, ServerAddress, ServerHandle, Tcp,
-    Transport, Udp, Unix, UnixDgram,
-};
+pub use server::{AddressOf, BaseServer, RequestOf, Server, ServerHandle};
+pub use transport::{BindOptions, ServerAddress, Tcp, Transport, Udp, Unix, UnixDgram};
 
 /// Python's `TCPServer`: TCP, one request at a time.
 pub type TCPServer = Server<Tcp, Synchronous>;

@@ -17,6 +17,7 @@ use socketserver::{
     BaseServer, DatagramRequest, RequestHandler, StreamOptions, StreamRequest, TCPServer,
     UDPServer, UnixStreamServer,
 };
+use socketserver::{Synchronous, Tcp};
 use util::{
     bounded, line_echo, serve, tcp_exchange, unix_path, Recorder, CLIENT_TIMEOUT, TEST_STR,
 };
@@ -480,7 +481,8 @@ fn get_request_errors_do_not_end_the_loop() {
         failures: AtomicUsize,
     }
     impl BaseServer for Flaky {
-        type Base = TCPServer;
+        type Transport = Tcp;
+        type MixIn = Synchronous;
         fn base(&self) -> &TCPServer {
             &self.base
         }

@@ -383,7 +383,8 @@ struct Busy {
 }
 
 impl BaseServer for Busy {
-    type Base = ThreadPoolTCPServer;
+    type Transport = Tcp;
+    type MixIn = ThreadPoolMixIn;
     fn base(&self) -> &ThreadPoolTCPServer {
         &self.base
     }
@@ -479,10 +480,11 @@ struct Counting<B> {
     accepted: Mutex<mpsc::Sender<()>>,
 }
 
-impl<B: socketserver::Root + BaseServer<Base = B>> BaseServer for Counting<B> {
-    type Base = B;
-    fn base(&self) -> &B {
-        &self.base
+impl<B: BaseServer> BaseServer for Counting<B> {
+    type Transport = B::Transport;
+    type MixIn = B::MixIn;
+    fn base(&self) -> &socketserver::Server<B::Transport, B::MixIn> {
+        self.base.base()
     }
     fn verify_request(&self, _: &RequestOf<Self>, _: &AddressOf<Self>) -> bool {
         self.accepted.lock().send(()).unwrap();

@@ -17,6 +17,7 @@ use socketserver::{
     AddressOf, BaseServer, RequestError, RequestOf, StreamRequest, TCPServer, UDPServer,
     UnixDatagramServer, UnixStreamServer,
 };
+use socketserver::{Synchronous, Tcp};
 use util::{
     bounded, datagram_line_echo, line_echo, run_server, serve, tcp_exchange, unix_path, Recorder,
     CLIENT_TIMEOUT, TEST_STR,
@@ -177,7 +178,8 @@ struct ErrorTestServer {
 }
 
 impl BaseServer for ErrorTestServer {
-    type Base = TCPServer;
+    type Transport = Tcp;
+    type MixIn = Synchronous;
     fn base(&self) -> &TCPServer {
         &self.base
     }

@@ -20,6 +20,7 @@ use socketserver::{
     AddressOf, BaseServer, ForkingTCPServer, ForkingUDPServer, ForkingUnixDatagramServer,
     ForkingUnixStreamServer, RequestError, RequestOf, StreamRequest,
 };
+use socketserver::{ForkingMixIn, Tcp};
 use util::{
     bounded, datagram_line_echo, line_echo, serve, tcp_exchange, unix_path, CLIENT_TIMEOUT,
     TEST_STR,
@@ -157,7 +158,8 @@ fn append(path: &Path, text: &str) {
 }
 
 impl BaseServer for FileLogged {
-    type Base = ForkingTCPServer;
+    type Transport = Tcp;
+    type MixIn = ForkingMixIn;
     fn base(&self) -> &ForkingTCPServer {
         &self.base
     }
@@ -281,7 +283,8 @@ struct PanickyChild {
 }
 
 impl BaseServer for PanickyChild {
-    type Base = ForkingTCPServer;
+    type Transport = Tcp;
+    type MixIn = ForkingMixIn;
     fn base(&self) -> &ForkingTCPServer {
         &self.base
     }

@@ -15,6 +15,7 @@ use socketserver::{
     AddressOf, BaseServer, DatagramOptions, DatagramRequest, RequestHandler, RequestOf,
     StreamRequest, ThreadPoolTCPServer, ThreadingTCPServer, UnixDatagramServer, UnixStreamServer,
 };
+use socketserver::{Tcp, ThreadPoolMixIn, ThreadingMixIn};
 use util::{bounded, line_echo, serve, tcp_exchange, unix_path, CLIENT_TIMEOUT, TEST_STR};
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -25,7 +26,8 @@ struct PanickyReject {
 }
 
 impl BaseServer for PanickyReject {
-    type Base = ThreadPoolTCPServer;
+    type Transport = Tcp;
+    type MixIn = ThreadPoolMixIn;
     fn base(&self) -> &ThreadPoolTCPServer {
         &self.base
     }
@@ -171,7 +173,8 @@ struct Counting {
 }
 
 impl BaseServer for Counting {
-    type Base = ThreadPoolTCPServer;
+    type Transport = Tcp;
+    type MixIn = ThreadPoolMixIn;
     fn base(&self) -> &ThreadPoolTCPServer {
         &self.base
     }
@@ -217,7 +220,8 @@ struct ClosingFromInside {
 }
 
 impl BaseServer for ClosingFromInside {
-    type Base = ThreadingTCPServer;
+    type Transport = Tcp;
+    type MixIn = ThreadingMixIn;
     fn base(&self) -> &ThreadingTCPServer {
         &self.base
     }

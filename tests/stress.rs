@@ -42,8 +42,8 @@ use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTime
 use nix::sys::resource::{getrlimit, setrlimit, Resource};
 use parking_lot::Mutex;
 use socketserver::{
-    AddressOf, BaseServer, MixIn, RequestError, RequestHandler, RequestOf, Root, Server,
-    StreamRequest, Tcp, ThreadPoolMixIn, ThreadingMixIn,
+    AddressOf, BaseServer, MixIn, RequestError, RequestHandler, RequestOf, Server, StreamRequest,
+    Tcp, ThreadPoolMixIn, ThreadingMixIn,
 };
 use util::bounded;
 
@@ -212,10 +212,11 @@ struct Counted<B> {
     first_error: Mutex<Option<String>>,
 }
 
-impl<B: Root + BaseServer<Base = B>> BaseServer for Counted<B> {
-    type Base = B;
-    fn base(&self) -> &B {
-        &self.base
+impl<B: BaseServer> BaseServer for Counted<B> {
+    type Transport = B::Transport;
+    type MixIn = B::MixIn;
+    fn base(&self) -> &socketserver::Server<B::Transport, B::MixIn> {
+        self.base.base()
     }
 
     fn handle_error(&self, _: &RequestOf<Self>, address: &AddressOf<Self>, error: &RequestError) {

@@ -1,12 +1,15 @@
 //! Datagram requests: Python's `DatagramRequestHandler`.
 
+use std::cell::Cell;
 use std::io::{self, Cursor};
 use std::net::UdpSocket;
+use std::os::fd::BorrowedFd;
 use std::os::unix::net::UnixDatagram;
 use std::sync::Arc;
 
-use super::{RequestHandler, RequestKind};
-use crate::{Address, ServerHandle};
+use super::RequestKind;
+use crate::mixin::MixIn;
+use crate::{Address, Server, ServerHandle, Transport};
 
 /// The datagram kind of request (UDP and Unix datagram servers):
 /// `RequestHandler<Datagram>` is Python's `DatagramRequestHandler`.
@@ -16,13 +19,47 @@ pub struct Datagram;
 impl RequestKind for Datagram {
     type Request<'a> = DatagramRequest<'a>;
     type Options = DatagramOptions;
+    type View<'a> = DatagramView<'a>;
+
+    /// Python's `finish_request` for datagram servers: run the handler over
+    /// the packet, then send `wfile` back.
+    fn finish_request<T: Transport<Kind = Datagram>, M: MixIn>(
+        server: &Server<T, M>,
+        view: DatagramView<'_>,
+        client_address: Address,
+    ) -> io::Result<()> {
+        let handler = server.request_handler();
+        let options = handler.options();
+        let mut request = DatagramRequest {
+            reply: options.reply,
+            rfile: Cursor::new(view.data),
+            wfile: Vec::new(),
+            client_address,
+            server: server.handle(),
+            socket: view.socket,
+            sent: Cell::new(false),
+        };
+        super::run_handler(handler, &mut request)
+    }
+
+    /// Python's `UDPServer.shutdown_request`: nothing to shut down (the
+    /// socket is the server's).
+    fn shutdown_request(_: DatagramView<'_>) {}
+
+    fn readiness<'a>(_: Self::View<'a>) -> Option<BorrowedFd<'a>> {
+        None
+    }
 
     /// Python's `DatagramRequestHandler.finish`: send `wfile` back to the
     /// client, **even when it is empty** (the client then receives an empty
     /// datagram, exactly as from Python) — unless the handler's options say
     /// [`reply: false`](DatagramOptions::reply).
-    fn finish_request(request: &mut DatagramRequest<'_>) -> io::Result<()> {
-        if !request.reply {
+    ///
+    /// An empty `wfile` is not sent when the handler already replied with
+    /// [`sendto`](DatagramRequest::sendto): a ported `BaseRequestHandler`
+    /// that calls `socket.sendto` sends one datagram, as in Python.
+    fn send_reply(request: &mut DatagramRequest<'_>) -> io::Result<()> {
+        if !request.reply || (request.wfile.is_empty() && request.sent.get()) {
             return Ok(());
         }
         request
@@ -65,9 +102,17 @@ pub struct Packet<S> {
     socket: Arc<S>,
 }
 
-impl<S> Packet<S> {
+impl<S: ReplySocket> Packet<S> {
     pub(crate) fn new(data: Vec<u8>, socket: Arc<S>) -> Self {
         Packet { data, socket }
+    }
+
+    /// The packet as the datagram glue sees it, whatever the transport.
+    pub(crate) fn view(&self) -> DatagramView<'_> {
+        DatagramView {
+            data: &self.data,
+            socket: &*self.socket,
+        }
     }
 
     /// The datagram's bytes (at most the server's `max_packet_size`).
@@ -81,8 +126,26 @@ impl<S> Packet<S> {
     }
 }
 
+/// A datagram and the socket to reply on: a [`Packet`] of any transport.
+#[doc(hidden)]
+#[derive(Clone, Copy)]
+pub struct DatagramView<'a> {
+    data: &'a [u8],
+    socket: &'a dyn ReplySocket,
+}
+
+impl std::fmt::Debug for DatagramView<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatagramView")
+            .field("data", &self.data)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A socket a datagram reply can go out of.
-pub(crate) trait ReplySocket: Send + Sync + 'static {
+#[doc(hidden)]
+pub trait ReplySocket: Send + Sync + 'static {
+    /// `sendto(2)` to a client address of either family.
     fn send_to_address(&self, data: &[u8], address: &Address) -> io::Result<usize>;
 }
 
@@ -128,6 +191,8 @@ pub struct DatagramRequest<'a> {
     pub server: &'a ServerHandle,
     socket: &'a dyn ReplySocket,
     reply: bool,
+    /// Whether `sendto` sent something.
+    sent: Cell<bool>,
 }
 
 impl DatagramRequest<'_> {
@@ -139,7 +204,9 @@ impl DatagramRequest<'_> {
     /// Sends one more datagram to `address` from the server's socket
     /// (Python's `self.request[1].sendto(data, address)`).
     pub fn sendto(&self, data: &[u8], address: &Address) -> io::Result<usize> {
-        self.socket.send_to_address(data, address)
+        let sent = self.socket.send_to_address(data, address)?;
+        self.sent.set(true);
+        Ok(sent)
     }
 }
 
@@ -151,24 +218,4 @@ impl std::fmt::Debug for DatagramRequest<'_> {
             .field("client_address", &self.client_address)
             .finish_non_exhaustive()
     }
-}
-
-/// Python's `finish_request` for datagram servers: run the handler over the
-/// packet, then send `wfile` back.
-pub(crate) fn finish_datagram_request<S: ReplySocket>(
-    handler: &dyn RequestHandler<Datagram>,
-    packet: &Packet<S>,
-    client_address: Address,
-    server: &ServerHandle,
-) -> io::Result<()> {
-    let options = handler.options();
-    let mut request = DatagramRequest {
-        reply: options.reply,
-        rfile: Cursor::new(&packet.data),
-        wfile: Vec::new(),
-        client_address,
-        server,
-        socket: &*packet.socket,
-    };
-    super::run_handler(handler, &mut request)
 }

@@ -13,20 +13,28 @@
 //!    own finish: a stream request flushes `wfile`, a datagram request sends
 //!    `wfile` back to the client.
 
+mod connection;
 mod datagram;
+mod socket_writer;
 mod stream;
 
-pub(crate) use datagram::finish_datagram_request;
-pub use datagram::{Datagram, DatagramOptions, DatagramRequest, Packet};
-pub(crate) use stream::finish_stream_request;
+pub use connection::Connection;
 #[doc(hidden)]
-pub use stream::StreamSetup;
-pub use stream::{Connection, SocketWriter, Stream, StreamOptions, StreamRequest};
+pub use datagram::DatagramView;
+pub use datagram::{Datagram, DatagramOptions, DatagramRequest, Packet};
+pub use socket_writer::SocketWriter;
+pub use stream::{Stream, StreamOptions, StreamRequest};
 
 use std::io;
+use std::os::fd::BorrowedFd;
 use std::panic::{self, AssertUnwindSafe};
 
-/// The kind of request a handler takes: [`Stream`] or [`Datagram`].
+use crate::mixin::MixIn;
+use crate::{Address, Server, Transport};
+
+/// The kind of request a handler takes: [`Stream`] or [`Datagram`]. What
+/// happens to a request between `get_request` and the handler (and after
+/// it) is written once per kind, here, not once per transport.
 ///
 /// Sealed: the crate's servers produce only these two.
 pub trait RequestKind: private::Sealed + Send + Sync + 'static {
@@ -35,11 +43,33 @@ pub trait RequestKind: private::Sealed + Send + Sync + 'static {
     /// The handler's class attributes for this kind: [`StreamOptions`] or
     /// [`DatagramOptions`].
     type Options: Default + Clone + std::fmt::Debug;
+    /// A transport's request as this kind sees it: a [`Connection`], or a
+    /// datagram and the socket to reply on.
+    #[doc(hidden)]
+    type View<'a>: Copy;
 
-    /// The kind's own `finish`, run after the handler's: flush `wfile`
+    /// Python's `finish_request`: runs `server`'s handler on the request.
+    #[doc(hidden)]
+    fn finish_request<T: Transport<Kind = Self>, M: MixIn>(
+        server: &Server<T, M>,
+        view: Self::View<'_>,
+        client_address: Address,
+    ) -> io::Result<()>;
+
+    /// Python's `shutdown_request` before `close_request`: for a stream,
+    /// shut down the write half; nothing for a datagram.
+    #[doc(hidden)]
+    fn shutdown_request(view: Self::View<'_>);
+
+    /// The descriptor that becomes readable when the client has sent
+    /// something: the connection for streams, none for datagrams.
+    #[doc(hidden)]
+    fn readiness<'a>(view: Self::View<'a>) -> Option<BorrowedFd<'a>>;
+
+    /// The kind's own finish, run after the handler's: flush `wfile`
     /// (stream) or send it (datagram).
     #[doc(hidden)]
-    fn finish_request(request: &mut Self::Request<'_>) -> io::Result<()>;
+    fn send_reply(request: &mut Self::Request<'_>) -> io::Result<()>;
 }
 
 /// A request handler: Python's `BaseRequestHandler` and its two subclasses.
@@ -153,7 +183,7 @@ pub(crate) fn run_handler<K: RequestKind>(
     // runs, then the panic goes on to the server's catch (crate::panic).
     let handled = panic::catch_unwind(AssertUnwindSafe(|| handler.handle(request)));
     let finished = handler.finish(request);
-    let flushed = K::finish_request(request);
+    let flushed = K::send_reply(request);
     match handled {
         Ok(result) => result.and(finished).and(flushed),
         Err(payload) => panic::resume_unwind(payload),

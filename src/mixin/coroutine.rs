@@ -142,7 +142,7 @@ impl MixIn for CoroutineMixIn {
     /// Hands the request to a worker (in turn), which runs
     /// [`process_request_thread`](super::process_request_thread) on a new coroutine. If no worker can take
     /// it, the request goes to `handle_error` and is shut down.
-    fn process_request<S: BaseServer>(
+    fn process_request<S: BaseServer + ?Sized>(
         &self,
         server: &Arc<S>,
         request: RequestOf<S>,

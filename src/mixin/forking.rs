@@ -167,7 +167,7 @@ impl MixIn for ForkingMixIn {
     /// child and closes its copy of the request (`close_request`, no
     /// shutdown); the child runs [`process_request_thread`] and exits with
     /// status 0, or 1 if the request failed, without running destructors.
-    fn process_request<S: BaseServer>(
+    fn process_request<S: BaseServer + ?Sized>(
         &self,
         server: &Arc<S>,
         request: RequestOf<S>,

@@ -31,7 +31,7 @@ use crate::{AddressOf, BaseServer, RequestError, RequestOf};
 pub trait MixIn: Send + Sync + 'static {
     /// Python's `process_request` for this mix-in: run
     /// [`process_request_thread`] for the request somewhere.
-    fn process_request<S: BaseServer>(
+    fn process_request<S: BaseServer + ?Sized>(
         &self,
         server: &Arc<S>,
         request: RequestOf<S>,
@@ -62,7 +62,7 @@ pub trait MixIn: Send + Sync + 'static {
 pub struct Synchronous;
 
 impl MixIn for Synchronous {
-    fn process_request<S: BaseServer>(
+    fn process_request<S: BaseServer + ?Sized>(
         &self,
         server: &Arc<S>,
         request: RequestOf<S>,
@@ -77,7 +77,7 @@ impl MixIn for Synchronous {
 /// runs [`process_request_thread`] with `running` held. The request waits in
 /// a slot rather than in the work, so that if `start` fails it is still ours
 /// to report to `handle_error` and shut down; then `None` is returned.
-pub(crate) fn hand_over<S: BaseServer, T>(
+pub(crate) fn hand_over<S: BaseServer + ?Sized, T>(
     server: &Arc<S>,
     request: RequestOf<S>,
     client_address: AddressOf<S>,
@@ -114,7 +114,7 @@ pub(crate) fn hand_over<S: BaseServer, T>(
 /// client's address); then `shutdown_request` in every case.
 ///
 /// Returns whether the request succeeded.
-pub fn process_request_thread<S: BaseServer>(
+pub fn process_request_thread<S: BaseServer + ?Sized>(
     server: &S,
     request: RequestOf<S>,
     client_address: AddressOf<S>,

@@ -26,7 +26,10 @@ use parking_lot::{Condvar, Mutex, MutexGuard};
 use super::in_flight::InFlight;
 use super::threading::DEFAULT_STACK_SIZE;
 use super::{process_request_thread, MixIn};
-use crate::{AddressOf, BaseServer, RequestOf, Root, ServerHandle, Transport};
+use crate::handler::RequestKind;
+use crate::{AddressOf, BaseServer, RequestOf, ServerHandle, Transport};
+
+type TransportOf<S> = <S as BaseServer>::Transport;
 
 /// What the pool does with a request when every worker is busy and the
 /// queue is full (or, for connections waiting to become readable,
@@ -181,13 +184,13 @@ trait Task: Send {
 
 type Job = Box<dyn Task>;
 
-struct Request<S: BaseServer> {
+struct Request<S: BaseServer + ?Sized> {
     server: Arc<S>,
     request: RequestOf<S>,
     client_address: AddressOf<S>,
 }
 
-impl<S: BaseServer> Task for Request<S> {
+impl<S: BaseServer + ?Sized> Task for Request<S> {
     fn run(self: Box<Self>) {
         process_request_thread(&*self.server, self.request, self.client_address);
     }
@@ -208,13 +211,13 @@ trait Waiting: Send {
     fn upgrade(self: Box<Self>) -> Option<Job>;
 }
 
-struct Pending<S: BaseServer> {
+struct Pending<S: BaseServer + ?Sized> {
     server: Weak<S>,
     request: RequestOf<S>,
     client_address: AddressOf<S>,
 }
 
-impl<S: BaseServer> Waiting for Pending<S> {
+impl<S: BaseServer + ?Sized> Waiting for Pending<S> {
     fn upgrade(self: Box<Self>) -> Option<Job> {
         let server = self.server.upgrade()?;
         Some(Box::new(Request {
@@ -392,7 +395,7 @@ fn worker(receiver: &Receiver<Job>, counters: &Counters) {
 }
 
 impl MixIn for ThreadPoolMixIn {
-    fn process_request<S: BaseServer>(
+    fn process_request<S: BaseServer + ?Sized>(
         &self,
         server: &Arc<S>,
         request: RequestOf<S>,
@@ -405,7 +408,8 @@ impl MixIn for ThreadPoolMixIn {
             server.shutdown_request(request); // closed: nobody will run it
             return;
         };
-        let readiness = <<S::Base as Root>::Transport as Transport>::readiness(&request);
+        let readiness =
+            <TransportOf<S> as Transport>::Kind::readiness(TransportOf::<S>::view(&request));
         if let (Some(gate), Some(fd)) = (&pool.gate, readiness) {
             match gate.admit(pool, fd) {
                 Admission::Watched(state, token) => {

@@ -118,7 +118,7 @@ impl MixIn for ThreadingMixIn {
     /// Python's `ThreadingMixIn.process_request`: start a thread running
     /// [`process_request_thread`](super::process_request_thread). If no thread can be started, the request
     /// goes to `handle_error` and is shut down.
-    fn process_request<S: BaseServer>(
+    fn process_request<S: BaseServer + ?Sized>(
         &self,
         server: &Arc<S>,
         request: RequestOf<S>,

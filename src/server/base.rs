@@ -5,30 +5,39 @@ use std::os::fd::RawFd;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::root::Root;
 use super::serve;
-use super::transport::Transport;
+use super::Server;
+use crate::handler::RequestKind;
 use crate::mixin::MixIn;
+use crate::transport::Transport;
 use crate::{Address, RequestError, ServerHandle};
 
 /// The request type of server `S`: `TcpStream` for TCP, `UnixStream` for Unix
 /// stream servers, a [`Packet`](crate::Packet) for datagram servers.
-pub type RequestOf<S> = <<<S as BaseServer>::Base as Root>::Transport as Transport>::Request;
+pub type RequestOf<S> = <<S as BaseServer>::Transport as Transport>::Request;
 
 /// The address type of server `S`: `SocketAddr`, or `PathBuf` for Unix.
-pub type AddressOf<S> = <<<S as BaseServer>::Base as Root>::Transport as Transport>::Address;
+pub type AddressOf<S> = <<S as BaseServer>::Transport as Transport>::Address;
+
+/// The kind of request server `S`'s handler takes.
+type KindOf<S> = <<S as BaseServer>::Transport as Transport>::Kind;
 
 /// Python's `BaseServer`: the request loop and every hook a subclass may
 /// override.
 ///
 /// The crate's servers ([`TCPServer`](crate::TCPServer),
 /// [`UDPServer`](crate::UDPServer), …) implement it. To subclass one, as in
-/// Python, wrap it in a struct of your own, name it as [`Base`](BaseServer::Base),
-/// and override only the hooks you need: every other method keeps its
-/// default, and every default calls the hooks through `self`, so your
-/// overrides are the ones that run — from `serve_forever`, from worker threads,
-/// from forked children. Call `self.base().hook(…)` where Python calls
-/// `super().hook(…)`.
+/// Python, wrap it in a struct of your own, return it from
+/// [`base`](BaseServer::base), and override only the hooks you need: every
+/// other method keeps its default, and every default calls the hooks through
+/// `self`, so your overrides are the ones that run — from `serve_forever`,
+/// from worker threads, from forked children.
+///
+/// `super().hook(…)` is a call on the server you wrap: `self.base().hook(…)`
+/// when that is one of the crate's servers; when you wrap a subclass of your
+/// own (Python's `class B(A)`), `self.a.hook(…)`, with `base()` returning
+/// `self.a.base()`. Every hook takes `&self`, `process_request` too, so
+/// each can be extended this way.
 ///
 /// # The call order
 ///
@@ -71,7 +80,7 @@ pub type AddressOf<S> = <<<S as BaseServer>::Base as Root>::Transport as Transpo
 /// # Example: a `verify_request` allow-list
 ///
 /// ```
-/// use socketserver::{BaseServer, StreamRequest, TCPServer};
+/// use socketserver::{BaseServer, StreamRequest, Synchronous, TCPServer, Tcp};
 /// use std::net::{IpAddr, SocketAddr, TcpStream};
 ///
 /// /// Python: `class AllowList(socketserver.TCPServer)`.
@@ -81,7 +90,8 @@ pub type AddressOf<S> = <<<S as BaseServer>::Base as Root>::Transport as Transpo
 /// }
 ///
 /// impl BaseServer for AllowList {
-///     type Base = TCPServer;
+///     type Transport = Tcp;
+///     type MixIn = Synchronous;
 ///     fn base(&self) -> &TCPServer {
 ///         &self.base
 ///     }
@@ -98,14 +108,18 @@ pub type AddressOf<S> = <<<S as BaseServer>::Base as Root>::Transport as Transpo
 /// assert!(server.fileno() >= 0);
 /// # Ok::<(), std::io::Error>(())
 /// ```
-pub trait BaseServer: Send + Sync + Sized + 'static {
-    /// The server this one extends (Python's superclass). For the crate's
-    /// servers, themselves.
-    type Base: Root;
+pub trait BaseServer: Send + Sync + 'static {
+    /// The transport: [`Tcp`](crate::Tcp), [`Udp`](crate::Udp),
+    /// [`Unix`](crate::Unix) or [`UnixDgram`](crate::UnixDgram) (Python's
+    /// `TCPServer`, `UDPServer`, … base class).
+    type Transport: Transport;
+    /// The concurrency mix-in: [`Synchronous`](crate::Synchronous),
+    /// [`ThreadingMixIn`](crate::ThreadingMixIn), …
+    type MixIn: MixIn;
 
-    /// The server this one extends: `self.base().hook()` is Python's
-    /// `super().hook()`.
-    fn base(&self) -> &Self::Base;
+    /// The crate's server underneath: the socket, the handler and Python's
+    /// attributes. For the crate's servers, themselves.
+    fn base(&self) -> &Server<Self::Transport, Self::MixIn>;
 
     // ---- Methods for the caller ----
 
@@ -131,7 +145,10 @@ pub trait BaseServer: Send + Sync + Sized + 'static {
     ///
     /// The server is closed, `serve_forever` is already running, or poll(2)
     /// failed.
-    fn serve_forever(self: &Arc<Self>, poll_interval: Option<Duration>) -> io::Result<()> {
+    fn serve_forever(self: &Arc<Self>, poll_interval: Option<Duration>) -> io::Result<()>
+    where
+        Self: Sized,
+    {
         serve::serve_forever(self, poll_interval)
     }
 
@@ -144,7 +161,10 @@ pub trait BaseServer: Send + Sync + Sized + 'static {
     ///
     /// Unlike Python, which swallows it, an error from `get_request` is
     /// returned. A closed server is an error.
-    fn handle_request(self: &Arc<Self>) -> io::Result<()> {
+    fn handle_request(self: &Arc<Self>) -> io::Result<()>
+    where
+        Self: Sized,
+    {
         serve::handle_request(self)
     }
 
@@ -152,13 +172,13 @@ pub trait BaseServer: Send + Sync + Sized + 'static {
     /// it has. See [`ServerHandle::shutdown`] for the details and the error
     /// (instead of Python's deadlock) when called from the serving thread.
     fn shutdown(&self) -> io::Result<()> {
-        self.base().root().handle().shutdown()
+        self.base().handle().shutdown()
     }
 
     /// A cloneable handle to shut this server down from another thread, a
     /// signal handler or a request handler.
     fn shutdown_handle(&self) -> ServerHandle {
-        self.base().root().handle().clone()
+        self.base().handle().clone()
     }
 
     /// Python's `server_close()`: closes the socket, removes a Unix socket
@@ -169,21 +189,21 @@ pub trait BaseServer: Send + Sync + Sized + 'static {
     /// If you override it, implement `Drop` for your struct to call it too:
     /// dropping your struct drops only the base, which calls the base's.
     fn server_close(&self) {
-        let root = self.base().root();
-        root.close();
-        root.mixin.server_close();
+        let base = self.base();
+        base.close();
+        base.mixin.server_close();
     }
 
     /// Python's `fileno()`: the listening socket's descriptor, or -1 once
     /// closed.
     fn fileno(&self) -> RawFd {
-        self.base().root().fileno()
+        self.base().fileno()
     }
 
     /// Python's `server_address`: after binding, the real address (port 0
     /// resolved to the port the system chose).
     fn server_address(&self) -> AddressOf<Self> {
-        self.base().root().server_address()
+        self.base().server_address()
     }
 
     /// The body of Python's `TCPServer.__init__` with `bind_and_activate`:
@@ -208,20 +228,20 @@ pub trait BaseServer: Send + Sync + Sized + 'static {
     /// `http.server.HTTPServer` does); call `self.base().server_bind()` for
     /// the default.
     fn server_bind(&self) -> io::Result<()> {
-        self.base().root().bind()
+        self.base().bind()
     }
 
     /// Python's `server_activate()`: `listen(request_queue_size)` for stream
     /// servers; nothing for datagram servers.
     fn server_activate(&self) -> io::Result<()> {
-        self.base().root().activate()
+        self.base().activate()
     }
 
     /// Python's `get_request()`: accepts a connection, or receives a datagram
     /// (at most `max_packet_size` bytes). Never blocks: the socket is
     /// non-blocking and the loop calls it when poll(2) says it is ready.
     fn get_request(&self) -> io::Result<(RequestOf<Self>, AddressOf<Self>)> {
-        self.base().root().get_request()
+        self.base().get_request()
     }
 
     /// Python's `verify_request()`: return `false` to refuse the request,
@@ -235,16 +255,21 @@ pub trait BaseServer: Send + Sync + Sized + 'static {
     /// Python's `process_request()`: the mix-in decides — in this thread
     /// ([`Synchronous`](crate::Synchronous)), a new thread, a pool worker or
     /// a child process — and calls `finish_request`, `handle_error` and
-    /// `shutdown_request` on `self`.
-    fn process_request(
-        self: &Arc<Self>,
-        request: RequestOf<Self>,
-        client_address: AddressOf<Self>,
-    ) {
-        self.base()
-            .root()
-            .mixin
-            .process_request(self, request, client_address);
+    /// `shutdown_request` there on the server that `serve_forever` (or
+    /// `handle_request`) runs, so a subclass's hooks run wherever the
+    /// request goes, even when the subclass extends this hook.
+    fn process_request(&self, request: RequestOf<Self>, client_address: AddressOf<Self>) {
+        let base = self.base();
+        match base.serving() {
+            Some(server) => base.mixin.process_request(&server, request, client_address),
+            None => {
+                let error = io::Error::other(
+                    "process_request needs a server in serve_forever or handle_request",
+                );
+                self.handle_error(&request, &client_address, &RequestError::Process(error));
+                self.shutdown_request(request);
+            }
+        }
     }
 
     /// Python's `finish_request()`: runs the handler on the request
@@ -254,13 +279,10 @@ pub trait BaseServer: Send + Sync + Sized + 'static {
         request: &RequestOf<Self>,
         client_address: &AddressOf<Self>,
     ) -> io::Result<()> {
-        let root = self.base().root();
-        <<Self::Base as Root>::Transport as Transport>::finish_request(
-            root.request_handler(),
-            request,
-            client_address,
-            root.handle(),
-            &root.stream_setup(),
+        KindOf::<Self>::finish_request(
+            self.base(),
+            Self::Transport::view(request),
+            client_address.clone().into(),
         )
     }
 
@@ -268,7 +290,7 @@ pub trait BaseServer: Send + Sync + Sized + 'static {
     /// half (so the client sees the end at once), then calls
     /// [`close_request`](BaseServer::close_request).
     fn shutdown_request(&self, request: RequestOf<Self>) {
-        <<Self::Base as Root>::Transport as Transport>::shutdown_request(&request);
+        KindOf::<Self>::shutdown_request(Self::Transport::view(&request));
         self.close_request(request);
     }
 
@@ -314,19 +336,20 @@ pub trait BaseServer: Send + Sync + Sized + 'static {
     /// timeout runs out. Defaults to the mix-in's (the forking mix-in reaps
     /// children; the others do nothing).
     fn handle_timeout(&self) {
-        self.base().root().mixin.handle_timeout();
+        self.base().mixin.handle_timeout();
     }
 
     /// Python's `service_actions()`: called by `serve_forever` after each
     /// request and each `poll_interval` wake-up. Defaults to the mix-in's
     /// (the forking mix-in reaps children; the others do nothing).
     fn service_actions(&self) {
-        self.base().root().mixin.service_actions();
+        self.base().mixin.service_actions();
     }
 }
 
-impl<T: Transport, M: MixIn> BaseServer for super::Server<T, M> {
-    type Base = Self;
+impl<T: Transport, M: MixIn> BaseServer for Server<T, M> {
+    type Transport = T;
+    type MixIn = M;
     fn base(&self) -> &Self {
         self
     }

@@ -5,15 +5,16 @@
 //! Here the flag comes with an eventfd that `serve_forever` polls beside the
 //! listening socket: `shutdown()` writes to it and the loop wakes at once.
 
+use std::any::Any;
 use std::fmt;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::thread::{self, ThreadId};
 
 use nix::sys::eventfd::{EfdFlags, EventFd};
-use parking_lot::{Condvar, Mutex};
+use parking_lot::{Condvar, Mutex, RwLock};
 
 /// A cheap, cloneable handle that shuts its server down: what `ctrlc`
 /// handlers, other threads and request handlers (as `request.server`) hold.
@@ -43,6 +44,8 @@ struct Shared {
     state: Mutex<State>,
     /// Signalled when `is_shut_down` or `closed` becomes true.
     changed: Condvar,
+    /// The server that serves, for `downcast`: weak, since it owns us.
+    server: RwLock<Option<Weak<dyn Any + Send + Sync>>>,
     /// Polled by `serve_forever` beside the listening socket.
     waker: EventFd,
 }
@@ -68,6 +71,7 @@ impl ServerHandle {
                     closed: false,
                 }),
                 changed: Condvar::new(),
+                server: RwLock::new(None),
                 waker,
             }),
         })
@@ -111,6 +115,57 @@ impl ServerHandle {
     pub fn request_shutdown(&self) {
         self.shared.shutdown_request.store(true, Ordering::SeqCst);
         self.wake();
+    }
+
+    /// The server that serves (Python's `self.server` in a handler), as the
+    /// type `S` it was made as: a subclass's fields are its state, shared by
+    /// every request. `None` when the server is of another type, or no
+    /// longer exists. Set when `serve_forever` or `handle_request` starts.
+    ///
+    /// ```
+    /// use socketserver::{BaseServer, StreamRequest, Synchronous, TCPServer, Tcp};
+    /// use std::io::Write;
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    /// use std::sync::Arc;
+    ///
+    /// /// Python: `class Counting(TCPServer)` with `self.count`.
+    /// struct Counting {
+    ///     base: TCPServer,
+    ///     count: AtomicU64,
+    /// }
+    /// impl BaseServer for Counting {
+    ///     type Transport = Tcp;
+    ///     type MixIn = Synchronous;
+    ///     fn base(&self) -> &TCPServer {
+    ///         &self.base
+    ///     }
+    /// }
+    ///
+    /// fn handle(request: &mut StreamRequest<'_>) -> std::io::Result<()> {
+    ///     let server = request.server.downcast::<Counting>().expect("a Counting server");
+    ///     let n = server.count.fetch_add(1, Ordering::Relaxed) + 1;
+    ///     writeln!(request.wfile, "you are visitor {n}")
+    /// }
+    ///
+    /// let server = Arc::new(Counting {
+    ///     base: TCPServer::new("127.0.0.1:0", handle)?,
+    ///     count: AtomicU64::new(0),
+    /// });
+    /// let client = std::net::TcpStream::connect(server.server_address())?;
+    /// server.handle_request()?;
+    /// let reply = std::io::read_to_string(client)?;
+    /// assert_eq!(reply, "you are visitor 1\n");
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn downcast<S: Any + Send + Sync>(&self) -> Option<Arc<S>> {
+        let server = self.shared.server.read().as_ref()?.upgrade()?;
+        server.downcast().ok()
+    }
+
+    /// Records the server that serves, for [`downcast`](ServerHandle::downcast).
+    pub(crate) fn serve_as<S: Any + Send + Sync>(&self, server: &Arc<S>) {
+        let server: Arc<dyn Any + Send + Sync> = server.clone();
+        *self.shared.server.write() = Some(Arc::downgrade(&server));
     }
 
     /// Whether `serve_forever` is running now.

@@ -7,22 +7,22 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::base::BaseServer;
-use super::root::Root;
 use super::selector::{self, AcceptBackoff, Ready};
-use super::transport::Transport;
+use crate::transport::Transport;
 use crate::RequestError;
 
 fn class<S: BaseServer>() -> &'static str {
-    <<S::Base as Root>::Transport as Transport>::CLASS
+    S::Transport::CLASS
 }
 
 pub(crate) fn serve_forever<S: BaseServer>(
     server: &Arc<S>,
     poll_interval: Option<Duration>,
 ) -> io::Result<()> {
-    let root = server.base().root();
+    let root = server.base();
     let handle = root.handle();
     let _serving = handle.start_serving()?;
+    root.serve_as(server);
     let mut backoff = AcceptBackoff::default();
     while !handle.shutdown_requested() {
         let ready = match backoff.delay() {
@@ -98,7 +98,8 @@ pub(crate) fn serve_forever<S: BaseServer>(
 const BATCH: usize = 64;
 
 pub(crate) fn handle_request<S: BaseServer>(server: &Arc<S>) -> io::Result<()> {
-    let root = server.base().root();
+    let root = server.base();
+    root.serve_as(server);
     let deadline = root.timeout.map(|timeout| Instant::now() + timeout);
     loop {
         let socket = root.socket()?;

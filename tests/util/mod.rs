@@ -167,10 +167,11 @@ impl<B> Recorder<B> {
     }
 }
 
-impl<B: socketserver::Root + BaseServer<Base = B>> BaseServer for Recorder<B> {
-    type Base = B;
-    fn base(&self) -> &B {
-        &self.base
+impl<B: BaseServer> BaseServer for Recorder<B> {
+    type Transport = B::Transport;
+    type MixIn = B::MixIn;
+    fn base(&self) -> &socketserver::Server<B::Transport, B::MixIn> {
+        self.base.base()
     }
 
     fn verify_request(

@@ -7,7 +7,8 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::Instant;
 
-use socketserver::{AddressOf, BaseServer, MixIn, RequestOf, StreamRequest, ThreadingTCPServer};
+use socketserver::{AddressOf, BaseServer, RequestOf, StreamRequest, ThreadingTCPServer};
+use socketserver::{Tcp, ThreadingMixIn};
 
 /// A ThreadingTCPServer that says what each hook does (Python: a subclass
 /// overriding the hooks and calling `super()`).
@@ -20,7 +21,8 @@ fn thread_name() -> String {
 }
 
 impl BaseServer for Narrated {
-    type Base = ThreadingTCPServer;
+    type Transport = Tcp;
+    type MixIn = ThreadingMixIn;
     fn base(&self) -> &ThreadingTCPServer {
         &self.base
     }
@@ -43,12 +45,12 @@ impl BaseServer for Narrated {
         ok
     }
 
-    fn process_request(self: &Arc<Self>, request: RequestOf<Self>, address: AddressOf<Self>) {
+    fn process_request(&self, request: RequestOf<Self>, address: AddressOf<Self>) {
         println!(
             "  [{}] ThreadingMixIn.process_request: a new thread for {address}",
             thread_name()
         );
-        self.base().mixin.process_request(self, request, address);
+        self.base().process_request(request, address);
     }
 
     fn finish_request(

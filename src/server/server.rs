@@ -5,17 +5,21 @@
 use std::fmt;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
-use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::os::unix::fs::PermissionsExt;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
 
-use super::transport::{BindOptions, ServerAddress, Transport};
+use super::socket_file::SocketFile;
 use crate::handler::RequestHandler;
 use crate::mixin::{MixIn, Synchronous};
+use crate::transport::{BindOptions, ServerAddress, Transport};
 use crate::ServerHandle;
+
+/// A server as the mix-ins see it: whatever implements
+/// [`BaseServer`](crate::BaseServer) over this transport and mix-in.
+pub(crate) type ServerObject<T, M> = dyn crate::BaseServer<Transport = T, MixIn = M>;
 
 /// A server of transport `T` ([`Tcp`](crate::Tcp), [`Udp`](crate::Udp),
 /// [`Unix`](crate::Unix), [`UnixDgram`](crate::UnixDgram)) and mix-in `M`
@@ -38,6 +42,8 @@ pub struct Server<T: Transport, M: MixIn = Synchronous> {
     socket_file: Mutex<Option<SocketFile>>,
     handler: Box<dyn RequestHandler<T::Kind>>,
     handle: ServerHandle,
+    /// See [`serving`](Server::serving).
+    serving: RwLock<Option<Weak<ServerObject<T, M>>>>,
     /// The concurrency mix-in and its settings (e.g. `daemon_threads`).
     pub mixin: M,
     /// Python's `timeout`: how long [`handle_request`](crate::BaseServer::handle_request)
@@ -176,6 +182,7 @@ impl<T: Transport, M: MixIn + Default> Server<T, M> {
             socket_file: Mutex::new(None),
             handler,
             handle: ServerHandle::new()?,
+            serving: RwLock::new(None),
             timeout: mixin.default_timeout(),
             mixin,
             allow_reuse_address: false,
@@ -275,14 +282,19 @@ impl<T: Transport, M: MixIn> Server<T, M> {
         })
     }
 
-    /// What each stream connection goes through before its handler.
-    pub(crate) fn stream_setup(&self) -> crate::handler::StreamSetup<'_> {
-        crate::handler::StreamSetup {
-            proxy: self.proxy_protocol,
-            #[cfg(feature = "tls")]
-            tls: self.tls.as_ref(),
-            _server: std::marker::PhantomData,
-        }
+    /// The server `serve_forever` or `handle_request` runs (this one, or
+    /// the subclass wrapping it): what the mix-in hands each request to, so
+    /// that the subclass's hooks run wherever the request goes.
+    pub(crate) fn serving(&self) -> Option<Arc<ServerObject<T, M>>> {
+        self.serving.read().as_ref()?.upgrade()
+    }
+
+    /// Records the server that serves: called as `serve_forever` and
+    /// `handle_request` start. Weak, since that server owns this one.
+    pub(crate) fn serve_as<S: crate::BaseServer<Transport = T, MixIn = M>>(&self, server: &Arc<S>) {
+        let object: Arc<ServerObject<T, M>> = server.clone();
+        *self.serving.write() = Some(Arc::downgrade(&object));
+        self.handle.serve_as(server);
     }
 
     pub(crate) fn fileno(&self) -> RawFd {
@@ -356,51 +368,6 @@ impl<T: Transport, M: MixIn> Server<T, M> {
     }
 }
 
-/// A Unix socket file this server created, and how to recognise it: by
-/// the time the server closes, the path may name another server's socket
-/// (ours was removed and the path bound again), or, relative to a changed
-/// working directory, some other file — neither is ours to remove.
-#[derive(Debug)]
-struct SocketFile {
-    path: PathBuf,
-    device: u64,
-    inode: u64,
-    /// A forked child that drops its copy of the server must not remove the
-    /// parent's file.
-    pid: u32,
-}
-
-impl SocketFile {
-    fn created(path: &Path) -> Option<SocketFile> {
-        let path = std::path::absolute(path).ok()?;
-        let metadata = std::fs::symlink_metadata(&path).ok()?;
-        Some(SocketFile {
-            path,
-            device: metadata.dev(),
-            inode: metadata.ino(),
-            pid: std::process::id(),
-        })
-    }
-
-    fn remove(self) {
-        let ours = std::process::id() == self.pid
-            && std::fs::symlink_metadata(&self.path).is_ok_and(|m| {
-                m.file_type().is_socket() && m.dev() == self.device && m.ino() == self.inode
-            });
-        if !ours {
-            return;
-        }
-        if let Err(err) = std::fs::remove_file(&self.path) {
-            if err.kind() != io::ErrorKind::NotFound {
-                log::warn!(
-                    "could not remove socket file {}: {err}",
-                    self.path.display()
-                );
-            }
-        }
-    }
-}
-
 impl<T: Transport, M: MixIn> Drop for Server<T, M> {
     /// Python's `with` block: leaving it calls `server_close()`.
     fn drop(&mut self) {
@@ -424,30 +391,4 @@ impl<T: Transport, M: MixIn + fmt::Debug> fmt::Debug for Server<T, M> {
             .field("proxy_protocol", &self.proxy_protocol)
             .finish_non_exhaustive()
     }
-}
-
-/// The server a [`BaseServer`](crate::BaseServer) extends: one of the
-/// crate's [`Server`]s (Python's superclass, `TCPServer` and the like).
-///
-/// Sealed: implemented by [`Server`] only.
-pub trait Root: private::Sealed + Send + Sync + 'static {
-    /// The transport: [`Tcp`](crate::Tcp), [`Udp`](crate::Udp), …
-    type Transport: Transport;
-    /// The concurrency mix-in.
-    type MixIn: MixIn;
-    /// The server itself.
-    fn root(&self) -> &Server<Self::Transport, Self::MixIn>;
-}
-
-impl<T: Transport, M: MixIn> Root for Server<T, M> {
-    type Transport = T;
-    type MixIn = M;
-    fn root(&self) -> &Self {
-        self
-    }
-}
-
-mod private {
-    pub trait Sealed {}
-    impl<T: super::Transport, M: super::MixIn> Sealed for super::Server<T, M> {}
 }

@@ -1,17 +1,14 @@
 //! [`Unix`]: Python's `UnixStreamServer`.
 
 use std::io;
-use std::net::Shutdown;
-use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use socket2::{Domain, SockRef, Socket, Type};
 
-use super::transport::{bind_unix, check_inherited, BindOptions, Transport};
-use crate::handler::{finish_stream_request, Connection, RequestHandler, Stream, StreamSetup};
-use crate::ServerHandle;
+use super::{bind_unix, check_inherited, BindOptions, Transport};
+use crate::handler::{Connection, Stream};
 
 /// The Unix stream transport: `Server<Unix, M>` is Python's
 /// `UnixStreamServer`. The socket file is removed when the server closes
@@ -71,26 +68,11 @@ impl Transport for Unix {
         ))
     }
 
-    fn readiness(request: &UnixStream) -> Option<BorrowedFd<'_>> {
-        Some(request.as_fd())
-    }
-
-    fn shutdown_request(request: &UnixStream) {
-        let _ = request.shutdown(Shutdown::Write);
-    }
-
-    fn finish_request(
-        handler: &dyn RequestHandler<Stream>,
-        request: &UnixStream,
-        client_address: &PathBuf,
-        server: &ServerHandle,
-        setup: &StreamSetup<'_>,
-    ) -> io::Result<()> {
-        let address = client_address.clone().into();
-        finish_stream_request(handler, Connection::Unix(request), address, server, setup)
-    }
-
     fn socket_file(path: &PathBuf) -> Option<&Path> {
         Some(path)
+    }
+
+    fn view(request: &UnixStream) -> Connection<'_> {
+        Connection::Unix(request)
     }
 }

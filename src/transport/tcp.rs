@@ -1,15 +1,13 @@
 //! [`Tcp`]: Python's `TCPServer`.
 
 use std::io;
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::os::fd::{AsFd, BorrowedFd};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 
 use socket2::{Domain, SockRef, Socket, Type};
 
-use super::transport::{bind_inet, check_inherited, BindOptions, Transport};
-use crate::handler::{finish_stream_request, Connection, RequestHandler, Stream, StreamSetup};
-use crate::ServerHandle;
+use super::{bind_inet, check_inherited, BindOptions, Transport};
+use crate::handler::{Connection, Stream};
 
 /// The TCP transport: `Server<Tcp, M>` is Python's `TCPServer` (with mix-in
 /// `M`). IPv4 or IPv6, following the address it is given.
@@ -67,29 +65,7 @@ impl Transport for Tcp {
         socket.accept()
     }
 
-    fn readiness(request: &TcpStream) -> Option<BorrowedFd<'_>> {
-        Some(request.as_fd())
-    }
-
-    fn shutdown_request(request: &TcpStream) {
-        // Python: "explicitly shutdown; socket.close() merely releases the
-        // socket and waits for GC" — and ENOTCONN when the peer left is fine.
-        let _ = request.shutdown(Shutdown::Write);
-    }
-
-    fn finish_request(
-        handler: &dyn RequestHandler<Stream>,
-        request: &TcpStream,
-        client_address: &SocketAddr,
-        server: &ServerHandle,
-        setup: &StreamSetup<'_>,
-    ) -> io::Result<()> {
-        finish_stream_request(
-            handler,
-            Connection::Tcp(request),
-            (*client_address).into(),
-            server,
-            setup,
-        )
+    fn view(request: &TcpStream) -> Connection<'_> {
+        Connection::Tcp(request)
     }
 }

@@ -4,15 +4,25 @@
 
 use std::fmt;
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::AsFd;
 use std::path::Path;
 use std::sync::Arc;
 
 use socket2::SockRef;
 
 use crate::error::bind_error;
-use crate::handler::{RequestHandler, RequestKind};
-use crate::{Address, ServerHandle};
+use crate::handler::RequestKind;
+use crate::Address;
+
+mod tcp;
+mod udp;
+mod unix_datagram;
+mod unix_stream;
+
+pub use tcp::Tcp;
+pub use udp::Udp;
+pub use unix_datagram::UnixDgram;
+pub use unix_stream::Unix;
 
 /// One kind of server socket: [`Tcp`](crate::Tcp), [`Udp`](crate::Udp),
 /// [`Unix`](crate::Unix) or [`UnixDgram`](crate::UnixDgram).
@@ -59,23 +69,11 @@ pub trait Transport: private::Sealed + Send + Sync + Sized + 'static {
         socket: &Arc<Self::Socket>,
         max_packet_size: usize,
     ) -> io::Result<(Self::Request, Self::Address)>;
+    /// The request as its kind's glue sees it (a [`Connection`](crate::Connection)
+    /// for streams): everything after `get_request` is written once per
+    /// kind, not once per transport.
     #[doc(hidden)]
-    fn shutdown_request(request: &Self::Request);
-    #[doc(hidden)]
-    fn finish_request(
-        handler: &dyn RequestHandler<Self::Kind>,
-        request: &Self::Request,
-        client_address: &Self::Address,
-        server: &ServerHandle,
-        setup: &crate::handler::StreamSetup<'_>,
-    ) -> io::Result<()>;
-    /// The descriptor that becomes readable when the client has sent
-    /// something: the connection for streams, none for datagrams.
-    #[doc(hidden)]
-    fn readiness(request: &Self::Request) -> Option<BorrowedFd<'_>> {
-        let _ = request;
-        None
-    }
+    fn view(request: &Self::Request) -> <Self::Kind as RequestKind>::View<'_>;
     /// The file `bind` creates (a Unix socket's path), to remove on close.
     #[doc(hidden)]
     fn socket_file(address: &Self::Address) -> Option<&std::path::Path> {

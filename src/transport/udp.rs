@@ -7,9 +7,8 @@ use std::sync::Arc;
 use nix::sys::socket::SockaddrStorage;
 use socket2::{Domain, SockRef, Socket, Type};
 
-use super::transport::{bind_inet, check_inherited, recv_datagram, BindOptions, Transport};
-use crate::handler::{finish_datagram_request, Datagram, Packet, RequestHandler, StreamSetup};
-use crate::ServerHandle;
+use super::{bind_inet, check_inherited, recv_datagram, BindOptions, Transport};
+use crate::handler::{Datagram, DatagramView, Packet};
 
 /// The UDP transport: `Server<Udp, M>` is Python's `UDPServer`.
 #[derive(Debug, Clone, Copy)]
@@ -64,17 +63,8 @@ impl Transport for Udp {
         Ok((Packet::new(data, Arc::clone(socket)), address))
     }
 
-    /// Python's `UDPServer.shutdown_request`: nothing to shut down.
-    fn shutdown_request(_: &Packet<UdpSocket>) {}
-
-    fn finish_request(
-        handler: &dyn RequestHandler<Datagram>,
-        request: &Packet<UdpSocket>,
-        client_address: &SocketAddr,
-        server: &ServerHandle,
-        _: &StreamSetup<'_>,
-    ) -> io::Result<()> {
-        finish_datagram_request(handler, request, (*client_address).into(), server)
+    fn view(request: &Packet<UdpSocket>) -> DatagramView<'_> {
+        request.view()
     }
 }
 

@@ -8,9 +8,8 @@ use std::sync::Arc;
 use nix::sys::socket::UnixAddr;
 use socket2::{Domain, SockRef, Socket, Type};
 
-use super::transport::{bind_unix, check_inherited, recv_datagram, BindOptions, Transport};
-use crate::handler::{finish_datagram_request, Datagram, Packet, RequestHandler, StreamSetup};
-use crate::ServerHandle;
+use super::{bind_unix, check_inherited, recv_datagram, BindOptions, Transport};
+use crate::handler::{Datagram, DatagramView, Packet};
 
 /// The Unix datagram transport: `Server<UnixDgram, M>` is Python's
 /// `UnixDatagramServer`. A client must bind a path of its own to get replies.
@@ -69,19 +68,11 @@ impl Transport for UnixDgram {
         Ok((Packet::new(data, Arc::clone(socket)), address))
     }
 
-    fn shutdown_request(_: &Packet<UnixDatagram>) {}
-
-    fn finish_request(
-        handler: &dyn RequestHandler<Datagram>,
-        request: &Packet<UnixDatagram>,
-        client_address: &PathBuf,
-        server: &ServerHandle,
-        _: &StreamSetup<'_>,
-    ) -> io::Result<()> {
-        finish_datagram_request(handler, request, client_address.clone().into(), server)
-    }
-
     fn socket_file(path: &PathBuf) -> Option<&Path> {
         Some(path)
+    }
+
+    fn view(request: &Packet<UnixDatagram>) -> DatagramView<'_> {
+        request.view()
     }
 }
