@@ -141,6 +141,7 @@ mod panic;
 mod proxy;
 mod server;
 mod suspend;
+mod sys;
 #[cfg(feature = "tls")]
 pub mod tls;
 pub mod transceiver;

@@ -19,8 +19,10 @@ use std::time::{Duration, Instant};
 use std::rc::Rc;
 
 use nix::errno::Errno;
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::poll::{poll, PollFd, PollFlags};
 use nix::sys::epoll::{Epoll, EpollEvent, EpollFlags};
+
+use crate::sys;
 
 /// What a suspended coroutine waits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -343,14 +345,7 @@ pub(crate) fn wait_readable(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> io
 /// poll(2) for readability until `deadline` (for ever without one).
 fn poll_readable(fd: BorrowedFd<'_>, deadline: Option<Instant>) -> io::Result<bool> {
     loop {
-        let wait = match deadline {
-            None => PollTimeout::NONE,
-            Some(deadline) => {
-                let left = deadline.saturating_duration_since(Instant::now());
-                PollTimeout::try_from(left.as_nanos().div_ceil(1_000_000))
-                    .unwrap_or(PollTimeout::MAX)
-            }
-        };
+        let wait = sys::poll_timeout(deadline.map(sys::remaining));
         let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
         match poll(&mut fds, wait) {
             Ok(0) => return Ok(false),

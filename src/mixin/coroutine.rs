@@ -13,12 +13,12 @@ use crossbeam_channel::{Receiver, Sender};
 use generator::{Generator, Gn};
 use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
-use nix::sys::eventfd::{EfdFlags, EventFd};
 use parking_lot::Mutex;
 
 use super::in_flight::InFlight;
 use super::{hand_over, MixIn};
 use crate::suspend::{self, Resume, Suspend};
+use crate::sys::{self, Waker};
 use crate::{AddressOf, BaseServer, RequestOf};
 
 /// The default stack size of a request coroutine: 256 KiB of address space,
@@ -197,7 +197,7 @@ struct Workers {
 #[derive(Debug)]
 struct Inbox {
     sender: Sender<Message>,
-    wake: Arc<EventFd>,
+    wake: Arc<Waker>,
 }
 
 impl std::fmt::Debug for Message {
@@ -215,9 +215,7 @@ impl Workers {
         let mut threads = Vec::with_capacity(count);
         for n in 0..count {
             let (sender, receiver) = crossbeam_channel::unbounded();
-            let wake = Arc::new(EventFd::from_flags(
-                EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC,
-            )?);
+            let wake = Arc::new(Waker::new()?);
             let worker_wake = Arc::clone(&wake);
             let thread = thread::Builder::new()
                 .name(format!("socketserver-coroutines-{n}"))
@@ -245,7 +243,7 @@ impl Workers {
             .sender
             .send(Message::Task(task))
             .map_err(|_| std::io::Error::other("the coroutine worker has stopped"))?;
-        let _ = inbox.wake.write(1);
+        inbox.wake.wake();
         Ok(())
     }
 
@@ -254,7 +252,7 @@ impl Workers {
     fn stop(&self, join: bool) {
         for inbox in &self.inboxes {
             let _ = inbox.sender.send(Message::Stop);
-            let _ = inbox.wake.write(1);
+            inbox.wake.wake();
         }
         let threads = std::mem::take(&mut *self.threads.lock());
         if join {
@@ -265,7 +263,7 @@ impl Workers {
     }
 }
 
-/// The epoll token of a worker's wake-up eventfd; tasks count from 1.
+/// The epoll token of a worker's waker; tasks count from 1.
 const WAKE: u64 = 0;
 
 /// One request's coroutine, as its worker keeps it.
@@ -286,7 +284,7 @@ struct Coroutine {
 /// when all of them wait.
 struct Worker {
     inbox: Receiver<Message>,
-    wake: Arc<EventFd>,
+    wake: Arc<Waker>,
     epoll: Rc<Epoll>,
     /// Stack size in words, as the generator crate counts it (and even: an
     /// odd size asks it to fill the stack to measure its use, touching
@@ -301,7 +299,7 @@ struct Worker {
 impl Worker {
     fn new(
         inbox: Receiver<Message>,
-        wake: Arc<EventFd>,
+        wake: Arc<Waker>,
         stack_size: usize,
     ) -> std::io::Result<Worker> {
         // This thread runs nothing but requests: their panics are reported
@@ -340,12 +338,7 @@ impl Worker {
             }
             let timeout = match self.deadlines.first() {
                 _ if !self.runnable.is_empty() => EpollTimeout::ZERO,
-                None => EpollTimeout::NONE,
-                Some((deadline, _)) => {
-                    let wait = deadline.saturating_duration_since(Instant::now());
-                    EpollTimeout::try_from(wait.as_nanos().div_ceil(1_000_000))
-                        .unwrap_or(EpollTimeout::MAX)
-                }
+                first => sys::epoll_timeout(first.map(|&(deadline, _)| sys::remaining(deadline))),
             };
             let n = match self.epoll.wait(&mut events, timeout) {
                 Ok(n) => n,
@@ -354,7 +347,7 @@ impl Worker {
             };
             for event in &events[..n] {
                 if event.data() == WAKE {
-                    let _ = self.wake.read();
+                    self.wake.reset();
                 } else {
                     self.wake_up(event.data(), Resume::Ready, event.events());
                 }

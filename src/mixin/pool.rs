@@ -20,13 +20,13 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, SendTimeoutError, Sender, TrySendError};
 use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
-use nix::sys::eventfd::{EfdFlags, EventFd};
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use super::in_flight::InFlight;
 use super::threading::DEFAULT_STACK_SIZE;
 use super::{process_request_thread, MixIn};
 use crate::handler::RequestKind;
+use crate::sys::{self, Waker};
 use crate::{AddressOf, BaseServer, RequestOf, ServerHandle, Transport};
 
 type TransportOf<S> = <S as BaseServer>::Transport;
@@ -479,7 +479,7 @@ enum Admission<'a> {
 #[derive(Debug)]
 struct Gate {
     epoll: Epoll,
-    wake: EventFd,
+    wake: Waker,
     state: Mutex<GateState>,
     /// Signalled when a waiting connection leaves (room under `max_waiting`).
     room: Condvar,
@@ -505,13 +505,13 @@ impl std::fmt::Debug for GateState {
     }
 }
 
-/// The wake-up eventfd's token; connections count from 1.
+/// The waker's token; connections count from 1.
 const WAKE: u64 = 0;
 
 impl Gate {
     fn new(idle_timeout: Option<Duration>, max_waiting: usize) -> std::io::Result<Gate> {
         let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
-        let wake = EventFd::from_flags(EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC)?;
+        let wake = Waker::new()?;
         epoll.add(wake.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, WAKE))?;
         Ok(Gate {
             epoll,
@@ -570,7 +570,7 @@ impl Gate {
         drop(state);
         if was_idle {
             // The gate may be waiting with no deadline: give it this one.
-            let _ = self.wake.write(1);
+            self.wake.wake();
         }
     }
 
@@ -580,7 +580,7 @@ impl Gate {
     fn close(&self) {
         self.state.lock().closing = true;
         self.room.notify_all();
-        let _ = self.wake.write(1);
+        self.wake.wake();
     }
 
     /// Closes every connection still waiting (the gate thread's last act).
@@ -650,12 +650,7 @@ impl Gate {
             };
             let timeout = match (closing, timeout) {
                 (true, _) => EpollTimeout::ZERO,
-                (false, None) => EpollTimeout::NONE,
-                (false, Some(deadline)) => {
-                    let wait = deadline.saturating_duration_since(Instant::now());
-                    EpollTimeout::try_from(wait.as_millis().saturating_add(1))
-                        .unwrap_or(EpollTimeout::MAX)
-                }
+                (false, deadline) => sys::epoll_timeout(deadline.map(sys::remaining)),
             };
             let n = match self.epoll.wait(&mut events, timeout) {
                 Ok(n) => n,
@@ -672,7 +667,7 @@ impl Gate {
                 let mut ready = Vec::new();
                 for event in &events[..n] {
                     if event.data() == WAKE {
-                        let _ = self.wake.read();
+                        self.wake.reset();
                     } else if let Some(waiting) = state.pending.remove(&event.data()) {
                         ready.push(waiting);
                     }

@@ -2,8 +2,9 @@
 //!
 //! Python's `shutdown()` sets a flag that `serve_forever` sees at its next
 //! `select` timeout, so it takes up to `poll_interval` (gh-88932, still open).
-//! Here the flag comes with an eventfd that `serve_forever` polls beside the
-//! listening socket: `shutdown()` writes to it and the loop wakes at once.
+//! Here the flag comes with a waker (an eventfd) that `serve_forever` polls
+//! beside the listening socket: `shutdown()` wakes it and the loop wakes at
+//! once.
 
 use std::any::Any;
 use std::fmt;
@@ -13,8 +14,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::thread::{self, ThreadId};
 
-use nix::sys::eventfd::{EfdFlags, EventFd};
 use parking_lot::{Condvar, Mutex, RwLock};
+
+use crate::sys::Waker;
 
 /// A cheap, cloneable handle that shuts its server down: what `ctrlc`
 /// handlers, other threads and request handlers (as `request.server`) hold.
@@ -47,7 +49,7 @@ struct Shared {
     /// The server that serves, for `downcast`: weak, since it owns us.
     server: RwLock<Option<Weak<dyn Any + Send + Sync>>>,
     /// Polled by `serve_forever` beside the listening socket.
-    waker: EventFd,
+    waker: Waker,
 }
 
 struct State {
@@ -61,7 +63,7 @@ struct State {
 
 impl ServerHandle {
     pub(crate) fn new() -> io::Result<Self> {
-        let waker = EventFd::from_flags(EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC)?;
+        let waker = Waker::new()?;
         Ok(ServerHandle {
             shared: Arc::new(Shared {
                 shutdown_request: AtomicBool::new(false),
@@ -181,17 +183,14 @@ impl ServerHandle {
         self.shared.waker.as_fd()
     }
 
-    /// Empties the eventfd after it woke the loop (or before the loop starts,
+    /// Empties the waker after it woke the loop (or before the loop starts,
     /// so that a stale wake-up does not spin it).
     pub(crate) fn drain_waker(&self) {
-        // EAGAIN means it was empty already: nothing to do.
-        let _ = self.shared.waker.read();
+        self.shared.waker.reset();
     }
 
     fn wake(&self) {
-        // The counter saturates long before a failure could matter; EAGAIN
-        // means it is already readable, which is all we need.
-        let _ = self.shared.waker.write(1);
+        self.shared.waker.wake();
     }
 
     /// Marks the server closed: a pending or later `shutdown()` returns at

@@ -6,14 +6,16 @@ use std::os::fd::BorrowedFd;
 use std::time::Duration;
 
 use nix::errno::Errno;
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::poll::{poll, PollFd, PollFlags};
+
+use crate::sys;
 
 /// What woke the wait.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Ready {
     /// The listening socket is readable: a request is waiting.
     Request,
-    /// The shutdown eventfd fired.
+    /// The shutdown waker fired.
     Wake,
     /// The timeout ran out, or a signal interrupted the wait.
     Timeout,
@@ -33,7 +35,7 @@ pub(crate) fn select(
     if let Some(fd) = listener {
         fds.push(PollFd::new(fd, PollFlags::POLLIN));
     }
-    match poll(&mut fds, poll_timeout(timeout)) {
+    match poll(&mut fds, sys::poll_timeout(timeout)) {
         Ok(0) | Err(Errno::EINTR) => return Ok(Ready::Timeout),
         Ok(_) => {}
         Err(errno) => return Err(errno.into()),
@@ -43,16 +45,6 @@ pub(crate) fn select(
         Ok(Ready::Wake)
     } else {
         Ok(Ready::Request)
-    }
-}
-
-fn poll_timeout(timeout: Option<Duration>) -> PollTimeout {
-    match timeout {
-        None => PollTimeout::NONE,
-        Some(t) => {
-            let millis = t.as_nanos().div_ceil(1_000_000);
-            PollTimeout::try_from(millis).unwrap_or(PollTimeout::MAX)
-        }
     }
 }
 
@@ -114,20 +106,6 @@ impl AcceptBackoff {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn timeout_rounds_up_and_saturates() {
-        assert_eq!(i32::from(poll_timeout(None)), -1);
-        assert_eq!(i32::from(poll_timeout(Some(Duration::from_micros(1)))), 1);
-        assert_eq!(
-            i32::from(poll_timeout(Some(Duration::from_millis(1500)))),
-            1500
-        );
-        assert_eq!(
-            i32::from(poll_timeout(Some(Duration::from_secs(u64::MAX)))),
-            i32::MAX
-        );
-    }
 
     #[test]
     fn backoff_doubles_to_a_ceiling_and_resets() {
