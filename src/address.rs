@@ -1,7 +1,7 @@
 //! [`Address`]: a client or server address of any family, as handlers see it.
 
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 /// A client or server address of any family: what a handler sees as
@@ -37,6 +37,24 @@ impl Address {
             Address::Inet(addr) => Some(*addr),
             Address::Unix(_) => None,
         }
+    }
+
+    /// The IP address, for an Internet address: Python's
+    /// `client_address[0]` on a TCP or UDP server.
+    ///
+    /// ```
+    /// use socketserver::Address;
+    /// let a = Address::from("127.0.0.1:8080".parse::<std::net::SocketAddr>().unwrap());
+    /// assert_eq!(a.ip(), Some([127, 0, 0, 1].into()));
+    /// assert_eq!(a.port(), Some(8080));
+    /// ```
+    pub fn ip(&self) -> Option<IpAddr> {
+        self.as_inet().map(|addr| addr.ip())
+    }
+
+    /// The port, for an Internet address: Python's `client_address[1]`.
+    pub fn port(&self) -> Option<u16> {
+        self.as_inet().map(|addr| addr.port())
     }
 
     /// The Unix socket path, if this is one (empty for an unnamed peer).

@@ -303,9 +303,11 @@ pub trait BaseServer: Send + Sync + 'static {
     /// Python's `handle_error()`: called when the handler returned an error
     /// or panicked. The server carries on either way.
     ///
-    /// Defaults to logging at `error` level, through the `log` crate, Python's
-    /// words: `Exception occurred during processing of request from ADDR: …`.
-    /// (Python prints to stderr; with no logger installed, nothing shows.)
+    /// Defaults to Python's words, `Exception occurred during processing of
+    /// request from ADDR: …`: logged at `error` level through the `log`
+    /// crate when a logger is installed, else printed to stderr between
+    /// Python's dashed lines, as Python prints it — so an error is never
+    /// silent.
     fn handle_error(
         &self,
         request: &RequestOf<Self>,
@@ -314,7 +316,16 @@ pub trait BaseServer: Send + Sync + 'static {
     ) {
         let _ = request;
         let address: Address = client_address.clone().into();
-        log::error!("Exception occurred during processing of request from {address}: {error}");
+        // No logger installed leaves the maximum level at Off.
+        if log::max_level() == log::LevelFilter::Off {
+            let dashes = "-".repeat(40);
+            eprintln!(
+                "{dashes}\nException occurred during processing of request from {address}\n\
+                 {error}\n{dashes}"
+            );
+        } else {
+            log::error!("Exception occurred during processing of request from {address}: {error}");
+        }
     }
 
     /// Called instead of `process_request` when the

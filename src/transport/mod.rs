@@ -234,25 +234,82 @@ pub(crate) fn check_inherited(
     Ok(())
 }
 
-/// What a server's address may be given as: anything `ToSocketAddrs` for
-/// TCP and UDP (`"127.0.0.1:0"`, `("localhost", 8080)`, a `SocketAddr`), a
+/// What a server's address may be given as: for TCP and UDP a
+/// `"host:port"` string, a `(host, port)` pair or a socket address
+/// (`"127.0.0.1:0"`, `("localhost", 8080)`, `("", 8000)` — Python's every
+/// interface, as is `":8000"` — `([127, 0, 0, 1], 0)`, a `SocketAddr`); a
 /// path for Unix sockets.
 pub trait ServerAddress<T: Transport> {
     /// The address to bind, or an error naming what is wrong with it.
     fn server_address(self) -> io::Result<T::Address>;
 }
 
-impl<A: std::net::ToSocketAddrs> ServerAddress<crate::Tcp> for A {
-    fn server_address(self) -> io::Result<std::net::SocketAddr> {
-        resolve(crate::Tcp::CLASS, self)
+/// Python's empty host, `("", 8000)`: every interface (INADDR_ANY).
+fn any_host(host: &str) -> &str {
+    if host.is_empty() {
+        "0.0.0.0"
+    } else {
+        host
     }
 }
 
-impl<A: std::net::ToSocketAddrs> ServerAddress<crate::Udp> for A {
-    fn server_address(self) -> io::Result<std::net::SocketAddr> {
-        resolve(crate::Udp::CLASS, self)
+/// `"host:port"` with Python's empty host: `":8000"` is every interface.
+fn resolve_str(class: &str, address: &str) -> io::Result<std::net::SocketAddr> {
+    match address.strip_prefix(':') {
+        Some(port) => resolve(class, format!("0.0.0.0:{port}").as_str()),
+        None => resolve(class, address),
     }
 }
+
+/// The Internet address forms, for TCP and UDP alike: a `"host:port"`
+/// string, a `(host, port)` pair (Python's tuple, `""` meaning every
+/// interface), or a socket address.
+macro_rules! inet_server_address {
+    ($($transport:ty),*) => {$(
+        impl ServerAddress<$transport> for &str {
+            fn server_address(self) -> io::Result<std::net::SocketAddr> {
+                resolve_str(<$transport>::CLASS, self)
+            }
+        }
+        impl ServerAddress<$transport> for String {
+            fn server_address(self) -> io::Result<std::net::SocketAddr> {
+                resolve_str(<$transport>::CLASS, &self)
+            }
+        }
+        impl ServerAddress<$transport> for &String {
+            fn server_address(self) -> io::Result<std::net::SocketAddr> {
+                resolve_str(<$transport>::CLASS, self)
+            }
+        }
+        impl ServerAddress<$transport> for (&str, u16) {
+            fn server_address(self) -> io::Result<std::net::SocketAddr> {
+                resolve(<$transport>::CLASS, (any_host(self.0), self.1))
+            }
+        }
+        impl ServerAddress<$transport> for (String, u16) {
+            fn server_address(self) -> io::Result<std::net::SocketAddr> {
+                resolve(<$transport>::CLASS, (any_host(&self.0), self.1))
+            }
+        }
+        socket_address!($transport:
+            std::net::SocketAddr, std::net::SocketAddrV4, std::net::SocketAddrV6,
+            (std::net::IpAddr, u16), (std::net::Ipv4Addr, u16), (std::net::Ipv6Addr, u16),
+            ([u8; 4], u16), ([u8; 16], u16), ([u16; 8], u16));
+    )*};
+}
+
+/// The forms that are a socket address already: no resolving.
+macro_rules! socket_address {
+    ($transport:ty: $($address:ty),*) => {$(
+        impl ServerAddress<$transport> for $address {
+            fn server_address(self) -> io::Result<std::net::SocketAddr> {
+                Ok(self.into())
+            }
+        }
+    )*};
+}
+
+inet_server_address!(crate::Tcp, crate::Udp);
 
 impl<P: AsRef<Path>> ServerAddress<crate::Unix> for P {
     fn server_address(self) -> io::Result<std::path::PathBuf> {
