@@ -98,7 +98,7 @@ fn idle_server_does_not_wake() {
 fn shutdown_wakes_an_idle_loop_at_once() {
     bounded(LIMIT, || {
         let server = Arc::new(TCPServer::new("127.0.0.1:0", line_echo).unwrap());
-        let mut slowest = Duration::ZERO;
+        let mut took = Vec::new();
         for _ in 0..20 {
             let serving = serve(&server, None);
             while !server.shutdown_handle().is_serving() {
@@ -106,13 +106,27 @@ fn shutdown_wakes_an_idle_loop_at_once() {
             }
             let started = Instant::now();
             server.shutdown().unwrap();
-            slowest = slowest.max(started.elapsed());
+            took.push(started.elapsed());
             serving.join().unwrap().unwrap();
         }
-        // Speed is measured by the benchmark; this bound only proves that no
-        // poll interval is involved (there is none to wait for).
-        assert!(slowest < Duration::from_secs(5), "{slowest:?}");
-        eprintln!("slowest of 20 shutdowns: {slowest:?}");
+        took.sort();
+        let (median, slowest) = (took[took.len() / 2], took[took.len() - 1]);
+        eprintln!("20 shutdowns: median {median:?}, slowest {slowest:?}");
+        // "At once" is a wake-up and a thread switch: microseconds when idle.
+        // A loop that missed the wake-up and fell back on a timer (Python
+        // polls every 0.5 s) would make nearly every shutdown wait about that
+        // long, so the median must stay far below it; 100 ms leaves room for
+        // a loaded 2-core CI machine, where a woken thread can wait a few time
+        // slices (tens of ms). The median, because one stall of the whole
+        // machine is not the server's; the slowest is bounded too, loosely.
+        assert!(
+            median < Duration::from_millis(100),
+            "median shutdown {median:?} (slowest {slowest:?}): not at once"
+        );
+        assert!(
+            slowest < Duration::from_secs(1),
+            "slowest shutdown {slowest:?} (median {median:?})"
+        );
     });
 }
 
@@ -392,11 +406,7 @@ fn handler_panic_is_reported_with_message_and_address() {
         assert_eq!(tcp_exchange(server.server_address(), TEST_STR), TEST_STR);
         server.shutdown().unwrap();
         serving.join().unwrap().unwrap();
-        let errors: Vec<_> = server
-            .calls()
-            .into_iter()
-            .filter(|c| c.starts_with("handle_error"))
-            .collect();
+        let errors = server.calls_to("handle_error");
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert!(errors[0].contains("the handler blew up"), "{errors:?}");
         assert!(errors[0].contains("behaviour.rs"), "location: {errors:?}");

@@ -7,12 +7,9 @@
 
 mod util;
 
-use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream, UdpSocket};
-use std::os::unix::net::{UnixDatagram, UnixStream};
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Barrier};
+use std::io::{self, BufRead, Read, Write};
+use std::net::TcpStream;
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -25,49 +22,19 @@ use socketserver::{
     ThreadingUDPServer, ThreadingUnixDatagramServer, ThreadingUnixStreamServer,
 };
 use util::{
-    bounded, datagram_line_echo, line_echo, run_server, serve, tcp_exchange, unix_path, Recorder,
-    TimedEcho, CLIENT_TIMEOUT, TEST_STR,
+    bounded, datagram_line_echo, hammer, hold_echo, line_echo, panicky, run_server, serve,
+    tcp_examine, tcp_exchange, udp_examine, unix_dgram_examine, unix_path, unix_stream_examine,
+    Counting, Recorder, TimedEcho, CLIENT_TIMEOUT, TEST_STR,
 };
 
 const LIMIT: Duration = Duration::from_secs(120);
-
-fn unix_stream_examine(address: PathBuf) {
-    let stream = UnixStream::connect(address).unwrap();
-    stream.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
-    (&stream).write_all(TEST_STR).unwrap();
-    let mut reply = Vec::new();
-    BufReader::new(&stream)
-        .read_until(b'\n', &mut reply)
-        .unwrap();
-    assert_eq!(reply, TEST_STR);
-}
-
-fn udp_examine(address: SocketAddr) {
-    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
-    client.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
-    client.send_to(TEST_STR, address).unwrap();
-    let mut buf = [0; 100];
-    let n = client.recv(&mut buf).unwrap();
-    assert_eq!(&buf[..n], TEST_STR);
-}
-
-fn unix_dgram_examine(address: PathBuf) {
-    let client_path = unix_path("client");
-    let client = UnixDatagram::bind(&client_path).unwrap();
-    client.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
-    client.send_to(TEST_STR, address).unwrap();
-    let mut buf = [0; 100];
-    let n = client.recv(&mut buf).unwrap();
-    assert_eq!(&buf[..n], TEST_STR);
-    std::fs::remove_file(client_path).unwrap();
-}
 
 /// CPython: `test_ThreadingTCPServer`.
 #[test]
 fn test_threading_tcp_server() {
     bounded(LIMIT, || {
         let server = ThreadingTCPServer::new("127.0.0.1:0", line_echo).unwrap();
-        run_server(server, |a| assert_eq!(tcp_exchange(a, TEST_STR), TEST_STR));
+        run_server(server, tcp_examine);
     });
 }
 
@@ -103,7 +70,7 @@ fn test_threading_unix_datagram_server() {
 fn test_thread_pool_servers() {
     bounded(LIMIT, || {
         let server = ThreadPoolTCPServer::new("127.0.0.1:0", line_echo).unwrap();
-        run_server(server, |a| assert_eq!(tcp_exchange(a, TEST_STR), TEST_STR));
+        run_server(server, tcp_examine);
         let server = ThreadPoolUnixStreamServer::new(unix_path("ps"), line_echo).unwrap();
         run_server(server, unix_stream_examine);
         let server = ThreadPoolUDPServer::new("127.0.0.1:0", datagram_line_echo).unwrap();
@@ -119,7 +86,7 @@ fn test_thread_pool_servers() {
 fn test_coroutine_servers() {
     bounded(LIMIT, || {
         let server = CoroutineTCPServer::new("127.0.0.1:0", line_echo).unwrap();
-        run_server(server, |a| assert_eq!(tcp_exchange(a, TEST_STR), TEST_STR));
+        run_server(server, tcp_examine);
         let server = CoroutineUnixStreamServer::new(unix_path("cs"), line_echo).unwrap();
         run_server(server, unix_stream_examine);
         let server = CoroutineUDPServer::new("127.0.0.1:0", datagram_line_echo).unwrap();
@@ -189,50 +156,6 @@ fn test_threading_handled() {
             assert_eq!(server.count("shutdown_request"), 1);
         }
     });
-}
-
-/// Sends `total` requests from `clients` threads, every other one a panic,
-/// and checks that every good one is answered.
-fn hammer(address: SocketAddr, total: usize, clients: usize) -> usize {
-    let answered = Arc::new(AtomicUsize::new(0));
-    let threads: Vec<_> = (0..clients)
-        .map(|c| {
-            let answered = Arc::clone(&answered);
-            std::thread::spawn(move || {
-                for i in (c..total).step_by(clients) {
-                    let stream = TcpStream::connect(address).unwrap();
-                    stream.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
-                    let good = i % 2 == 0;
-                    let message = if good {
-                        format!("ok {i}\n")
-                    } else {
-                        "panic\n".to_owned()
-                    };
-                    (&stream).write_all(message.as_bytes()).unwrap();
-                    let reply = util::read_to_end(&stream);
-                    if good {
-                        assert_eq!(reply, message.as_bytes(), "request {i}");
-                        answered.fetch_add(1, Ordering::SeqCst);
-                    } else {
-                        assert!(reply.is_empty(), "a panicking request is closed unanswered");
-                    }
-                }
-            })
-        })
-        .collect();
-    for t in threads {
-        t.join().unwrap();
-    }
-    answered.load(Ordering::SeqCst)
-}
-
-fn panicky(request: &mut StreamRequest<'_>) -> io::Result<()> {
-    let mut line = Vec::new();
-    request.rfile.read_until(b'\n', &mut line)?;
-    if line == b"panic\n" {
-        panic!("asked to panic");
-    }
-    request.wfile.write_all(&line)
 }
 
 /// 10,000 requests, every other one panicking: every good one is answered,
@@ -400,19 +323,7 @@ impl BaseServer for Busy {
 #[test]
 fn pool_reject_policy_answers_busy() {
     bounded(LIMIT, || {
-        let (entered, in_handler) = mpsc::channel();
-        let entered = Mutex::new(entered);
-        let release = Arc::new(Barrier::new(2));
-        let handler_release = Arc::clone(&release);
-        let handler = move |r: &mut StreamRequest<'_>| -> io::Result<()> {
-            let mut line = Vec::new();
-            r.rfile.read_until(b'\n', &mut line)?;
-            if line == b"hold\n" {
-                entered.lock().send(()).unwrap();
-                handler_release.wait();
-            }
-            r.wfile.write_all(&line)
-        };
+        let (handler, hold) = hold_echo();
         let mut base = ThreadPoolTCPServer::new("127.0.0.1:0", handler).unwrap();
         base.mixin.workers = 1;
         base.mixin.queue_size = 1;
@@ -423,7 +334,7 @@ fn pool_reject_policy_answers_busy() {
         let address = server.server_address();
 
         let holder = std::thread::spawn(move || tcp_exchange(address, b"hold\n"));
-        in_handler.recv().unwrap(); // the worker is busy
+        hold.entered(); // the worker is busy
         let queued = TcpStream::connect(address).unwrap(); // fills the queue
         queued.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
         (&queued).write_all(b"queued\n").unwrap();
@@ -437,7 +348,7 @@ fn pool_reject_policy_answers_busy() {
             "{stats:?}"
         );
 
-        release.wait();
+        hold.release();
         assert_eq!(holder.join().unwrap(), b"hold\n");
         assert_eq!(
             util::read_to_end(&queued),
@@ -474,24 +385,6 @@ fn pool_wait_policy_applies_backpressure() {
     });
 }
 
-/// Records each accepted request, so a test knows when all are in.
-struct Counting<B> {
-    base: B,
-    accepted: Mutex<mpsc::Sender<()>>,
-}
-
-impl<B: BaseServer> BaseServer for Counting<B> {
-    type Transport = B::Transport;
-    type MixIn = B::MixIn;
-    fn base(&self) -> &socketserver::Server<B::Transport, B::MixIn> {
-        self.base.base()
-    }
-    fn verify_request(&self, _: &RequestOf<Self>, _: &AddressOf<Self>) -> bool {
-        self.accepted.lock().send(()).unwrap();
-        true
-    }
-}
-
 const REPLY_LEN: usize = 64 * 1024;
 
 /// Reads a first line, then a second, then replies with 64 KiB.
@@ -508,13 +401,10 @@ fn two_part(request: &mut StreamRequest<'_>) -> io::Result<()> {
 /// `server_close` waits for them.
 fn graceful_shutdown<M: MixIn + Default>(configure: impl FnOnce(&mut M)) {
     const CONNECTIONS: usize = 200;
-    let (accepted, accepted_rx) = mpsc::channel();
     let mut base = Server::<Tcp, M>::new("127.0.0.1:0", two_part).unwrap();
     configure(&mut base.mixin);
-    let server = Arc::new(Counting {
-        base,
-        accepted: Mutex::new(accepted),
-    });
+    let (server, accepted_rx) = Counting::new(base);
+    let server = Arc::new(server);
     let serving = serve(&server, None);
     let address = server.server_address();
     let clients: Vec<_> = (0..CONNECTIONS)

@@ -5,10 +5,8 @@
 mod util;
 
 use std::io::{self, BufRead, Read, Write};
-use std::net::{TcpStream, UdpSocket};
+use std::net::TcpStream;
 use std::os::fd::AsRawFd;
-use std::os::unix::net::{UnixDatagram, UnixStream};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,8 +17,8 @@ use socketserver::{
 };
 use socketserver::{Synchronous, Tcp};
 use util::{
-    bounded, datagram_line_echo, line_echo, run_server, serve, tcp_exchange, unix_path, Recorder,
-    CLIENT_TIMEOUT, TEST_STR,
+    bounded, datagram_line_echo, line_echo, run_server, serve, tcp_examine, udp_examine,
+    unix_dgram_examine, unix_path, unix_stream_examine, Recorder, CLIENT_TIMEOUT,
 };
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -31,9 +29,7 @@ fn test_tcp_server() {
     bounded(LIMIT, || {
         let server = TCPServer::new("127.0.0.1:0", line_echo).unwrap();
         assert_ne!(server.server_address().port(), 0, "port 0 is resolved");
-        run_server(server, |address| {
-            assert_eq!(tcp_exchange(address, TEST_STR), TEST_STR)
-        });
+        run_server(server, tcp_examine);
     });
 }
 
@@ -45,15 +41,12 @@ fn test_tcp_server_ipv6() {
         let server = match TCPServer::new("[::1]:0", line_echo) {
             Ok(server) => server,
             Err(err) if err.kind() == io::ErrorKind::AddrNotAvailable => {
-                eprintln!("skipped: no IPv6 loopback on this machine ({err})");
-                return;
+                return util::skipped(&format!("no IPv6 loopback on this machine ({err})"));
             }
             Err(err) => panic!("{err}"),
         };
         assert!(server.server_address().is_ipv6());
-        run_server(server, |address| {
-            assert_eq!(tcp_exchange(address, TEST_STR), TEST_STR)
-        });
+        run_server(server, tcp_examine);
     });
 }
 
@@ -64,16 +57,7 @@ fn test_unix_stream_server() {
         let path = unix_path("stream");
         let server = UnixStreamServer::new(&path, line_echo).unwrap();
         assert_eq!(server.server_address(), path);
-        run_server(server, |address: PathBuf| {
-            let stream = UnixStream::connect(&address).unwrap();
-            stream.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
-            (&stream).write_all(TEST_STR).unwrap();
-            let mut reply = Vec::new();
-            io::BufReader::new(&stream)
-                .read_until(b'\n', &mut reply)
-                .unwrap();
-            assert_eq!(reply, TEST_STR);
-        });
+        run_server(server, unix_stream_examine);
         assert!(!path.exists(), "server_close removes the socket file");
     });
 }
@@ -83,15 +67,7 @@ fn test_unix_stream_server() {
 fn test_udp_server() {
     bounded(LIMIT, || {
         let server = UDPServer::new("127.0.0.1:0", datagram_line_echo).unwrap();
-        run_server(server, |address| {
-            let client = UdpSocket::bind("127.0.0.1:0").unwrap();
-            client.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
-            client.send_to(TEST_STR, address).unwrap();
-            let mut buf = [0; 100];
-            let (n, from) = client.recv_from(&mut buf).unwrap();
-            assert_eq!(&buf[..n], TEST_STR);
-            assert_eq!(from, address);
-        });
+        run_server(server, udp_examine);
     });
 }
 
@@ -102,16 +78,7 @@ fn test_unix_datagram_server() {
     bounded(LIMIT, || {
         let path = unix_path("dgram");
         let server = UnixDatagramServer::new(&path, datagram_line_echo).unwrap();
-        run_server(server, |address: PathBuf| {
-            let client_path = unix_path("dgram-client");
-            let client = UnixDatagram::bind(&client_path).unwrap();
-            client.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
-            client.send_to(TEST_STR, &address).unwrap();
-            let mut buf = [0; 100];
-            let n = client.recv(&mut buf).unwrap();
-            assert_eq!(&buf[..n], TEST_STR);
-            std::fs::remove_file(client_path).unwrap();
-        });
+        run_server(server, unix_dgram_examine);
         assert!(!path.exists());
     });
 }

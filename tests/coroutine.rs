@@ -121,12 +121,8 @@ fn timeouts_apply_to_suspended_reads() {
         server.shutdown().unwrap();
         serving.join().unwrap().unwrap();
         server.server_close();
-        let calls = server.calls();
-        let errors: Vec<_> = calls
-            .iter()
-            .filter(|c| c.starts_with("handle_error"))
-            .collect();
-        assert_eq!(errors.len(), 1, "{calls:?}");
+        let errors = server.calls_to("handle_error");
+        assert_eq!(errors.len(), 1, "{:?}", server.calls());
         assert!(errors[0].contains("timed out"), "{errors:?}");
     });
 }

@@ -105,6 +105,9 @@ sys.stdin.readline()
 
 #[test]
 fn accept_survives_fd_exhaustion() {
+    if !util::require_tool("python3") {
+        return;
+    }
     log::set_logger(&CAPTURE).unwrap();
     log::set_max_level(log::LevelFilter::Info);
     bounded(Duration::from_secs(60), || {

@@ -72,6 +72,9 @@ os.execv(sys.argv[1], [sys.argv[1]])
 
 #[test]
 fn socket_activation_serves_on_the_passed_socket() {
+    if !util::require_tool("python3") {
+        return;
+    }
     bounded(LIMIT, || {
         let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("target/debug/examples/socket_activation");
@@ -148,11 +151,11 @@ fn dual_stack_serves_ipv4_and_ipv6() {
     bounded(LIMIT, || {
         let mut server = match TCPServer::unbound("[::]:0", line_echo) {
             Ok(server) => server,
-            Err(err) => return eprintln!("skipped: no IPv6 here ({err})"),
+            Err(err) => return util::skipped(&format!("no IPv6 here ({err})")),
         };
         server.dual_stack = true;
         if let Err(err) = server.bind_and_activate() {
-            return eprintln!("skipped: cannot bind [::] ({err})");
+            return util::skipped(&format!("cannot bind [::] ({err})"));
         }
         let server = Arc::new(server);
         let port = server.server_address().port();

@@ -49,6 +49,9 @@ print("ok")
 
 #[test]
 fn python_stream_client_against_tcp_server() {
+    if !util::require_tool("python3") {
+        return;
+    }
     bounded(LIMIT, || {
         let server = Arc::new(TCPServer::new("127.0.0.1:0", line_echo).unwrap());
         let serving = serve(&server, None);
@@ -61,6 +64,9 @@ fn python_stream_client_against_tcp_server() {
 
 #[test]
 fn python_stream_client_against_unix_server() {
+    if !util::require_tool("python3") {
+        return;
+    }
     bounded(LIMIT, || {
         let path = unix_path("py");
         let server = Arc::new(UnixStreamServer::new(&path, line_echo).unwrap());
@@ -76,6 +82,9 @@ fn python_stream_client_against_unix_server() {
 
 #[test]
 fn python_datagram_client_against_udp_server() {
+    if !util::require_tool("python3") {
+        return;
+    }
     bounded(LIMIT, || {
         let server = Arc::new(
             UDPServer::new(

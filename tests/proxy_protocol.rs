@@ -108,12 +108,8 @@ fn missing_malformed_or_late_headers_are_refused() {
             let client = std::thread::spawn(move || exchange(address, &[sent]));
             server.handle_request().unwrap();
             assert!(client.join().unwrap().is_empty(), "closed without a reply");
-            let calls = server.calls();
-            let last = calls
-                .iter()
-                .rev()
-                .find(|c| c.starts_with("handle_error"))
-                .unwrap();
+            let errors = server.calls_to("handle_error");
+            let last = errors.last().unwrap();
             assert!(last.contains(error), "{last} should mention {error:?}");
         }
         assert!(seen.lock().is_empty(), "the handler never ran");

@@ -16,7 +16,10 @@ use socketserver::{
     StreamRequest, ThreadPoolTCPServer, ThreadingTCPServer, UnixDatagramServer, UnixStreamServer,
 };
 use socketserver::{Tcp, ThreadPoolMixIn, ThreadingMixIn};
-use util::{bounded, line_echo, serve, tcp_exchange, unix_path, CLIENT_TIMEOUT, TEST_STR};
+use util::{
+    bounded, hold_echo, line_echo, serve, tcp_exchange, unix_path, Counting, CLIENT_TIMEOUT,
+    TEST_STR,
+};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -41,20 +44,8 @@ impl BaseServer for PanickyReject {
 #[test]
 fn panicking_reject_hook_does_not_kill_the_pool() {
     bounded(LIMIT, || {
-        let release = Arc::new(Barrier::new(2));
-        let hold = Arc::clone(&release);
-        let (entered, in_handler) = mpsc::channel();
-        let entered = Mutex::new(entered);
-        let mut base = ThreadPoolTCPServer::new("127.0.0.1:0", move |r: &mut StreamRequest<'_>| {
-            let mut line = Vec::new();
-            r.rfile.read_until(b'\n', &mut line)?;
-            if line == b"hold\n" {
-                entered.lock().send(()).unwrap();
-                hold.wait();
-            }
-            r.wfile.write_all(&line)
-        })
-        .unwrap();
+        let (handler, hold) = hold_echo();
+        let mut base = ThreadPoolTCPServer::new("127.0.0.1:0", handler).unwrap();
         base.mixin.workers = 1;
         base.mixin.queue_size = 1;
         base.mixin.overload = Overload::Reject;
@@ -62,7 +53,7 @@ fn panicking_reject_hook_does_not_kill_the_pool() {
         let serving = serve(&server, None);
         let address = server.server_address();
         let holder = std::thread::spawn(move || tcp_exchange(address, b"hold\n"));
-        in_handler.recv().unwrap(); // the one worker is busy
+        hold.entered(); // the one worker is busy
         let filler = std::thread::spawn(move || tcp_exchange(address, b"fill\n"));
         while server.base.mixin.stats().queued == 0 {
             std::thread::yield_now(); // until the one queue slot is taken
@@ -77,7 +68,7 @@ fn panicking_reject_hook_does_not_kill_the_pool() {
             Err(err) => assert_eq!(err.kind(), io::ErrorKind::ConnectionReset),
         }
         assert_eq!(server.base.mixin.stats().rejected, 1);
-        release.wait();
+        hold.release();
         assert_eq!(holder.join().unwrap(), b"hold\n");
         assert_eq!(filler.join().unwrap(), b"fill\n");
         assert_eq!(
@@ -166,36 +157,15 @@ fn shutdown_from_a_handler_of_a_full_pool_does_not_deadlock() {
     });
 }
 
-/// Counts accepted requests.
-struct Counting {
-    base: ThreadPoolTCPServer,
-    accepted: Mutex<mpsc::Sender<()>>,
-}
-
-impl BaseServer for Counting {
-    type Transport = Tcp;
-    type MixIn = ThreadPoolMixIn;
-    fn base(&self) -> &ThreadPoolTCPServer {
-        &self.base
-    }
-    fn verify_request(&self, _: &RequestOf<Self>, _: &AddressOf<Self>) -> bool {
-        self.accepted.lock().send(()).unwrap();
-        true
-    }
-}
-
 /// `Overload::Wait` with readiness dispatch used to accept without bound:
 /// now at `max_waiting` silent connections the accept loop waits.
 #[test]
 fn waiting_connections_are_bounded() {
     bounded(LIMIT, || {
-        let (accepted, accepted_rx) = mpsc::channel();
         let mut base = ThreadPoolTCPServer::new("127.0.0.1:0", line_echo).unwrap();
         base.mixin.max_waiting = 10;
-        let server = Arc::new(Counting {
-            base,
-            accepted: Mutex::new(accepted),
-        });
+        let (server, accepted_rx) = Counting::new(base);
+        let server = Arc::new(server);
         let serving = serve(&server, None);
         let silent: Vec<_> = (0..30)
             .map(|_| TcpStream::connect(server.server_address()).unwrap())

@@ -83,15 +83,7 @@ fn reset_peak_rss() {
 
 fn status() -> Status {
     let text = std::fs::read_to_string("/proc/self/status").unwrap();
-    let field = |name: &str| -> u64 {
-        let line = text.lines().find(|l| l.starts_with(name)).unwrap();
-        line[name.len()..]
-            .split_whitespace()
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap()
-    };
+    let field = |name| util::status_field(&text, name);
     Status {
         threads: field("Threads:") as usize,
         rss_kib: field("VmRSS:"),
@@ -592,13 +584,9 @@ fn round<M: MixIn + Default>(
     // server_close has waited for every request; the OS may take a moment
     // more to retire the last threads. Wait for that (bounded), not a guess.
     let closed = Instant::now();
-    let deadline = closed + Duration::from_secs(10);
-    let mut after = status();
-    while after.threads != before.threads && Instant::now() < deadline {
-        thread::sleep(Duration::from_millis(1));
-        after = status();
-    }
+    util::wait_for_os_threads(before.threads, Duration::from_secs(10));
     report.retired = closed.elapsed();
+    let after = status();
     report.held = echo.peak.load(Ordering::SeqCst);
     assert_eq!(
         echo.active.load(Ordering::SeqCst),
