@@ -100,8 +100,11 @@
 //! wakes `serve_forever` at once: it polls an eventfd beside the socket, so
 //! there is no `poll_interval` to wait out, and an idle server never wakes.
 //! Called from the serving thread it returns an error instead of
-//! deadlocking. [`BaseServer::server_close`] (or dropping the server) closes
-//! the socket and waits for requests in flight, as `block_on_close` says.
+//! deadlocking. [`BaseServer::server_close`] closes the socket and waits for
+//! requests in flight, as `block_on_close` says; [`BaseServer::with`] is
+//! Python's `with server:` block, which ends with it. Dropping the last
+//! `Arc` of a server calls it too — but request threads hold clones, so
+//! where requests may be in flight, call it (or use `with`).
 //!
 //! # Errors and panics
 //!

@@ -91,7 +91,10 @@ pub trait RequestKind: private::Sealed + Send + Sync + 'static {
 /// | `timeout = 5`, `disable_nagle_algorithm = True`, `rbufsize`, `wbufsize` | [`options`](RequestHandler::options) returning [`StreamOptions`] |
 ///
 /// A closure taking `&mut StreamRequest` or `&mut DatagramRequest` is a
-/// handler too, for the simple case.
+/// handler too, for the simple case. Write its parameter's type
+/// (`|request: &mut StreamRequest<'_>|`): a closure is a handler of either
+/// kind, so Rust cannot infer it from the server (error E0282, "type
+/// annotations needed").
 ///
 /// # Example
 ///

@@ -30,7 +30,10 @@ impl<'a> SocketWriter<'a> {
         }
     }
 
-    /// Python's `wfile.fileno()`: the connection's descriptor.
+    /// Python's `wfile.fileno()`: the connection's descriptor, as a number.
+    /// To poll or wait on the connection, borrow it instead:
+    /// `request.connection.as_fd()` (a `BorrowedFd` that cannot outlive the
+    /// connection), or [`Connection::wait_readable`].
     pub fn fileno(&self) -> RawFd {
         self.connection.as_raw_fd()
     }

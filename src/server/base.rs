@@ -58,6 +58,7 @@ type KindOf<S> = <<S as BaseServer>::Transport as Transport>::Kind;
 /// [`handle_request`](BaseServer::handle_request),
 /// [`shutdown`](BaseServer::shutdown),
 /// [`server_close`](BaseServer::server_close),
+/// [`with`](BaseServer::with),
 /// [`fileno`](BaseServer::fileno),
 /// [`server_address`](BaseServer::server_address),
 /// [`shutdown_handle`](BaseServer::shutdown_handle).
@@ -192,6 +193,52 @@ pub trait BaseServer: Send + Sync + 'static {
         let base = self.base();
         base.close();
         base.mixin.server_close();
+    }
+
+    /// Python's `with server:` block: runs `body`, then
+    /// [`server_close`](BaseServer::server_close) — also when `body` returns
+    /// an error or panics — so the requests in flight finish (as
+    /// `block_on_close` says) before `with` returns.
+    ///
+    /// Dropping the server is not enough where requests are in flight:
+    /// request threads hold clones of its `Arc`, so `main`'s drop closes
+    /// nothing while they run.
+    ///
+    /// ```
+    /// use socketserver::{BaseServer, StreamRequest, ThreadingTCPServer};
+    /// use std::io::{BufRead, Write};
+    /// use std::sync::Arc;
+    ///
+    /// fn handle(request: &mut StreamRequest<'_>) -> std::io::Result<()> {
+    ///     let mut line = Vec::new();
+    ///     request.rfile.read_until(b'\n', &mut line)?;
+    ///     request.wfile.write_all(&line)
+    /// }
+    ///
+    /// let server = Arc::new(ThreadingTCPServer::new("127.0.0.1:0", handle)?);
+    /// let mut client = std::net::TcpStream::connect(server.server_address())?;
+    /// server.with(|server| {
+    ///     server.handle_request()?; // the request runs on a thread of its own
+    ///     client.write_all(b"in flight\n")
+    /// })?;
+    /// // `with` waited for the request: its reply is there, the socket closed.
+    /// assert_eq!(std::io::read_to_string(client)?, "in flight\n");
+    /// assert_eq!(server.fileno(), -1);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    fn with<R>(self: &Arc<Self>, body: impl FnOnce(&Arc<Self>) -> R) -> R
+    where
+        Self: Sized,
+    {
+        /// Closes the server when the block ends, however it ends.
+        struct Closing<'a, S: BaseServer>(&'a S);
+        impl<S: BaseServer> Drop for Closing<'_, S> {
+            fn drop(&mut self) {
+                self.0.server_close();
+            }
+        }
+        let _closing = Closing(&**self);
+        body(self)
     }
 
     /// Python's `fileno()`: the listening socket's descriptor, or -1 once
