@@ -102,13 +102,16 @@ pub struct Packet<S> {
     socket: Arc<S>,
 }
 
-impl<S: ReplySocket> Packet<S> {
+impl<S> Packet<S> {
     pub(crate) fn new(data: Vec<u8>, socket: Arc<S>) -> Self {
         Packet { data, socket }
     }
 
     /// The packet as the datagram glue sees it, whatever the transport.
-    pub(crate) fn view(&self) -> DatagramView<'_> {
+    pub(crate) fn view(&self) -> DatagramView<'_>
+    where
+        S: ReplySocket,
+    {
         DatagramView {
             data: &self.data,
             socket: &*self.socket,
@@ -143,8 +146,7 @@ impl std::fmt::Debug for DatagramView<'_> {
 }
 
 /// A socket a datagram reply can go out of.
-#[doc(hidden)]
-pub trait ReplySocket: Send + Sync + 'static {
+pub(crate) trait ReplySocket: Send + Sync + 'static {
     /// `sendto(2)` to a client address of either family.
     fn send_to_address(&self, data: &[u8], address: &Address) -> io::Result<usize>;
 }
