@@ -132,6 +132,7 @@
 
 mod address;
 mod error;
+#[cfg(feature = "framing")]
 pub mod framing;
 mod handler;
 pub mod mixin;
@@ -141,6 +142,7 @@ mod server;
 mod suspend;
 #[cfg(feature = "tls")]
 pub mod tls;
+#[cfg(feature = "framing")]
 pub mod transceiver;
 
 pub use address::Address;
