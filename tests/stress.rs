@@ -26,8 +26,8 @@
 //! Alone in its file: it counts the process's threads and memory.
 //!
 //! Ignored by a plain `cargo test` (it takes about 65 s); .ci/run runs it.
-//! Rerun: `STRESS_SECONDS=30 cargo test -p socketserver --test stress --
-//! --ignored --nocapture` prints the figures of docs/reliability.md.
+//! Rerun: `STRESS_SECONDS=30 cargo test --test stress -- --ignored
+//! --nocapture` prints the figures of docs/reliability.md.
 
 mod util;
 

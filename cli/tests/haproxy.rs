@@ -4,9 +4,9 @@
 //! each must see the client's real address, not haproxy's.
 //!
 //! Ignored by a plain `cargo test`; .ci/run installs haproxy and runs it:
-//! `cargo test -p socketserver-cli --test haproxy -- --ignored`. Without
-//! haproxy the test says so and passes, except in CI (CI=true), where a
-//! missing haproxy is a failure.
+//! `cargo test --test haproxy -- --ignored`. Without haproxy the test says
+//! so and passes, except in CI (CI=true), where a missing haproxy is a
+//! failure.
 
 mod util;
 
