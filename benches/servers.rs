@@ -19,7 +19,7 @@
 //! 1,000 idle connections only) or a scenario filter writes to
 //! target/bench/ instead, unless `--out DIR` says otherwise.
 
-// Shared with tests/bench_smoke.rs, which uses a part of it.
+// Shared with cli/tests/bench_smoke.rs, which uses a part of it.
 #[allow(dead_code)]
 #[path = "servers/harness.rs"]
 mod harness;
@@ -197,7 +197,13 @@ fn build() -> io::Result<Bins> {
         .args([
             "build",
             "--release",
+            // The program is the workspace's cli package; the examples are
+            // this package's.
+            "-p",
+            "socketserver-cli",
             "--bin",
+            "socketserver",
+            "-p",
             "socketserver",
             "--example",
             "bench_std_server",

@@ -137,6 +137,7 @@
 
 mod address;
 mod error;
+#[cfg(feature = "framing")]
 pub mod framing;
 mod handler;
 pub mod mixin;
@@ -147,6 +148,7 @@ mod suspend;
 mod sys;
 #[cfg(feature = "tls")]
 pub mod tls;
+#[cfg(feature = "framing")]
 pub mod transceiver;
 mod transport;
 

@@ -36,7 +36,7 @@ impl BaseServer for A {
     }
     fn verify_request(&self, request: &TcpStream, client_address: &SocketAddr) -> bool {
         let n = self.verified.fetch_add(1, Ordering::SeqCst);
-        n % 2 == 0 && self.base().verify_request(request, client_address)
+        n.is_multiple_of(2) && self.base().verify_request(request, client_address)
     }
 }
 

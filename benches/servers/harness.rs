@@ -1,8 +1,9 @@
 //! The benchmark's harness: server processes and the load generator.
 //!
-//! Shared by benches/servers.rs and tests/bench_smoke.rs (which includes this
-//! file with `#[path]`), so it depends on dev-dependencies only and on
-//! nothing else in benches/.
+//! Shared by benches/servers.rs and cli/tests/bench_smoke.rs (which
+//! includes this file with `#[path]`), so it depends only on crates both
+//! packages have (hdrhistogram, nix, socket2) and on nothing else in
+//! benches/.
 //!
 //! - [`ServerSpec`] / [`ServerProcess`]: a server as its own process on
 //!   loopback, its address read from its one `listening on ADDR` line, its

@@ -1,12 +1,10 @@
 //! Helpers shared by the integration tests: a time bound for every test,
 //! fresh Unix socket paths, a serving thread, CPython's clients and
-//! handlers, Python clients (and a visible skip when a tool is missing),
-//! the process's own counts, a running `socketserver` program.
+//! handlers, Python clients (and a visible skip when a tool is missing), the
+//! process's own counts. The command-line program's tests (cli/tests)
+//! include this module too, through cli/tests/util/mod.rs, which adds a
+//! running `socketserver` program.
 #![allow(dead_code)] // each test file uses a different subset
-
-mod running;
-#[allow(unused_imports)] // each test file uses a different subset
-pub use running::{Running, BIN};
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};

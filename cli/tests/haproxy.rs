@@ -3,8 +3,10 @@
 //! `send-proxy-v2`, all on loopback. Both backends must take traffic, and
 //! each must see the client's real address, not haproxy's.
 //!
-//! Without haproxy the test says so and passes, except in CI (CI=true),
-//! where a missing haproxy is a failure.
+//! Ignored by a plain `cargo test`; .ci/run installs haproxy and runs it:
+//! `cargo test --test haproxy -- --ignored`. Without haproxy the test says
+//! so and passes, except in CI (CI=true), where a missing haproxy is a
+//! failure.
 
 mod util;
 
@@ -75,6 +77,7 @@ fn free_port() -> u16 {
 }
 
 #[test]
+#[ignore = "needs haproxy installed; .ci/run installs it and runs this test with --ignored"]
 fn both_backends_see_the_real_client_behind_haproxy() {
     let Some(haproxy) = haproxy() else {
         assert!(

@@ -3,11 +3,10 @@
 //! window over two connections, the server's CPU time, and the guard that
 //! kills the process. Results are never asserted, only that the machinery
 //! works: requests were answered, none failed.
-#![cfg(feature = "cli")]
 
 // Only a part of the harness is used here.
 #[allow(dead_code)]
-#[path = "../benches/servers/harness.rs"]
+#[path = "../../benches/servers/harness.rs"]
 mod harness;
 
 use std::sync::mpsc;

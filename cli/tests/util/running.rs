@@ -13,13 +13,9 @@ use nix::unistd::Pid;
 
 use super::CLIENT_TIMEOUT;
 
-/// The `socketserver` program under test. Cargo builds it only with the
-/// `cli` feature; without it, the tests that run it fail to start it (and
-/// every other test file, which shares this module, still compiles).
-pub const BIN: &str = match option_env!("CARGO_BIN_EXE_socketserver") {
-    Some(path) => path,
-    None => "socketserver-needs-the-cli-feature",
-};
+/// The `socketserver` program under test, which Cargo builds for this
+/// package's tests.
+pub const BIN: &str = env!("CARGO_BIN_EXE_socketserver");
 
 /// A running `socketserver` server: started, its `listening on` line read;
 /// SIGKILLed and waited for when dropped.
