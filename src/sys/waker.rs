@@ -147,47 +147,11 @@ impl AsFd for Waker {
 
 /// A pipe whose ends are non-blocking (a wake must not block on a full pipe,
 /// nor a reset on an empty one) and close-on-exec (a child that execs must
-/// not inherit them), both set atomically by pipe2 where the system has it.
-#[cfg(any(
-    target_os = "linux",
-    target_os = "android",
-    target_os = "freebsd",
-    target_os = "dragonfly",
-    target_os = "netbsd",
-    target_os = "openbsd",
-    target_os = "illumos",
-    target_os = "solaris",
-))]
+/// not inherit them), both set atomically by pipe2. (macOS has no pipe2; the
+/// crate's pool and coroutine workers need epoll, so it builds on Linux
+/// only for now, and this is where a port would set the flags by fcntl.)
 fn nonblocking_cloexec_pipe() -> nix::Result<(OwnedFd, OwnedFd)> {
-    use nix::fcntl::OFlag;
-
-    nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)
-}
-
-/// The same without pipe2 (macOS among others): the flags are set after the
-/// pipe is made, as std and mio do there. A fork+exec on another thread in
-/// between would leave the child holding the two ends, which costs it two
-/// descriptors and nothing else.
-#[cfg(not(any(
-    target_os = "linux",
-    target_os = "android",
-    target_os = "freebsd",
-    target_os = "dragonfly",
-    target_os = "netbsd",
-    target_os = "openbsd",
-    target_os = "illumos",
-    target_os = "solaris",
-)))]
-fn nonblocking_cloexec_pipe() -> nix::Result<(OwnedFd, OwnedFd)> {
-    use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
-
-    let (read, write) = nix::unistd::pipe()?;
-    for end in [&read, &write] {
-        fcntl(end, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))?;
-        let flags = OFlag::from_bits_retain(fcntl(end, FcntlArg::F_GETFL)?);
-        fcntl(end, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
-    }
-    Ok((read, write))
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_NONBLOCK | nix::fcntl::OFlag::O_CLOEXEC)
 }
 
 #[cfg(test)]

@@ -115,13 +115,7 @@ impl Running {
     /// `Threads:`).
     pub fn status(&self, field: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        let line = status.lines().find(|l| l.starts_with(field)).unwrap();
-        line[field.len()..]
-            .split_whitespace()
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap()
+        super::status_field(&status, field)
     }
 
     /// Its resident memory now, KiB.
