@@ -140,7 +140,6 @@ pub mod mixin;
 mod panic;
 mod proxy;
 mod server;
-mod suspend;
 mod sys;
 #[cfg(feature = "tls")]
 pub mod tls;

@@ -11,7 +11,7 @@ use nix::sys::socket::{recv, MsgFlags};
 use ppp::{v1, v2, HeaderResult};
 
 use crate::handler::Connection;
-use crate::suspend::Interest;
+use crate::mixin::suspend::{self, Interest};
 
 /// Whether a stream server expects a PROXY protocol header before each
 /// connection's data.
@@ -99,7 +99,7 @@ fn read_header_bytes(connection: &mut Connection<'_>) -> io::Result<Vec<u8>> {
     let mut buf = [0; V1_MAX];
     loop {
         let window = V1_MAX - header.len();
-        let available = crate::suspend::io(connection.as_fd(), Interest::Read, || {
+        let available = suspend::io(connection.as_fd(), Interest::Read, || {
             recv(
                 connection.as_raw_fd(),
                 &mut buf[..window],

@@ -14,6 +14,8 @@ mod in_flight;
 mod pool;
 mod threading;
 
+/// The socket I/O of `Connection` and the PROXY reader.
+pub(crate) use coroutine::suspend;
 pub use coroutine::{CoroutineMixIn, DEFAULT_COROUTINE_STACK_SIZE};
 pub use forking::ForkingMixIn;
 pub use pool::{Dispatch, Overload, PoolStats, ThreadPoolMixIn};

@@ -15,9 +15,9 @@ use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use parking_lot::Mutex;
 
-use super::in_flight::InFlight;
-use super::{hand_over, MixIn};
-use crate::suspend::{self, Resume, Suspend};
+use super::suspend::{self, Resume, Suspend};
+use crate::mixin::in_flight::InFlight;
+use crate::mixin::{hand_over, MixIn};
 use crate::sys::{self, Waker};
 use crate::{AddressOf, BaseServer, RequestOf};
 
@@ -140,7 +140,7 @@ impl CoroutineMixIn {
 
 impl MixIn for CoroutineMixIn {
     /// Hands the request to a worker (in turn), which runs
-    /// [`process_request_thread`](super::process_request_thread) on a new coroutine. If no worker can take
+    /// [`process_request_thread`](crate::mixin::process_request_thread) on a new coroutine. If no worker can take
     /// it, the request goes to `handle_error` and is shut down.
     fn process_request<S: BaseServer + ?Sized>(
         &self,
