@@ -6,6 +6,6 @@ mod readable;
 mod timeout;
 mod waker;
 
-pub(crate) use readable::{poll_readable, wait_readable};
+pub(crate) use readable::poll_readable;
 pub(crate) use timeout::{epoll_timeout, poll_timeout, remaining};
 pub(crate) use waker::Waker;

@@ -4,24 +4,12 @@
 
 use std::io;
 use std::os::fd::BorrowedFd;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags};
 
 use super::{poll_timeout, remaining};
-
-/// Blocks until `fd` is readable (data, end of file or an error for the
-/// next read to report), at most `timeout`; then fails as a read would,
-/// with [`io::ErrorKind::TimedOut`].
-pub(crate) fn wait_readable(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> io::Result<()> {
-    let deadline = timeout.map(|t| Instant::now() + t);
-    if poll_readable(fd, deadline)? {
-        Ok(())
-    } else {
-        Err(io::Error::new(io::ErrorKind::TimedOut, "timed out"))
-    }
-}
 
 /// poll(2) for readability until `deadline` (for ever without one; at once
 /// with one that has passed): whether `fd` is readable.

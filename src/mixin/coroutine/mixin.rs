@@ -20,7 +20,8 @@ pub const DEFAULT_COROUTINE_STACK_SIZE: usize = 256 * 1024;
 
 /// Each request runs on a coroutine of its own; a few worker threads (one
 /// per core by default) run every coroutine — the model of gevent, or of
-/// Go's goroutines, under Python's blocking `RequestHandler`.
+/// Go's goroutines, under Python's blocking `RequestHandler`. Feature
+/// `coroutine` (on by default; it brings the `generator` crate).
 ///
 /// Handlers are written exactly as for [`ThreadingMixIn`]: `rfile`,
 /// `wfile` and [`Connection`] read and write as if blocking. Underneath, the

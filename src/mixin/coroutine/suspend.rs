@@ -149,15 +149,19 @@ fn yield_to_others() {
 /// [`io::ErrorKind::TimedOut`]. Suspends only the coroutine when in one;
 /// poll(2) otherwise.
 pub(crate) fn wait_readable(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> io::Result<()> {
-    if !in_coroutine() {
-        return sys::wait_readable(fd, timeout);
-    }
     let deadline = timeout.map(|t| Instant::now() + t);
-    // Edge-triggered readiness only says "something changed": check.
-    while !sys::poll_readable(fd, Some(Instant::now()))? {
-        suspend_until_ready(fd, deadline)?;
+    if in_coroutine() {
+        // Edge-triggered readiness only says "something changed": check.
+        while !sys::poll_readable(fd, Some(Instant::now()))? {
+            suspend_until_ready(fd, deadline)?;
+        }
+        return Ok(());
     }
-    Ok(())
+    if sys::poll_readable(fd, deadline)? {
+        Ok(())
+    } else {
+        Err(timed_out())
+    }
 }
 
 /// Yields the current coroutine until its worker sees `fd` ready or
