@@ -72,7 +72,7 @@ pub(crate) fn io<T>(
     result
 }
 
-/// A TCP read of up to `len` bytes through `op`, as [`io`] does it, but
+/// A TCP read of up to `len` bytes through `op`, as [`io()`] does it, but
 /// without the read that could only fail with EAGAIN: a TCP read returns
 /// less than asked only when the socket had no more, so after a short read
 /// the next one waits for epoll's next report first — unless one has come
@@ -101,7 +101,7 @@ pub(crate) fn read(
     result
 }
 
-/// The retry loop of [`io`] and [`read`]: a read that would block also
+/// The retry loop of [`io()`] and [`read`]: a read that would block also
 /// tells that the socket is empty, until epoll reports it again.
 #[inline]
 fn retry<T>(
