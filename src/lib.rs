@@ -142,9 +142,9 @@ pub mod framing;
 mod handler;
 pub mod mixin;
 mod panic;
+#[cfg(feature = "proxy")]
 mod proxy;
 mod server;
-mod suspend;
 mod sys;
 #[cfg(feature = "tls")]
 pub mod tls;
@@ -158,9 +158,10 @@ pub use handler::{
     Connection, Datagram, DatagramOptions, DatagramRequest, Packet, RequestHandler, RequestKind,
     SocketWriter, Stream, StreamOptions, StreamRequest,
 };
-pub use mixin::{
-    CoroutineMixIn, ForkingMixIn, MixIn, Synchronous, ThreadPoolMixIn, ThreadingMixIn,
-};
+#[cfg(feature = "coroutine")]
+pub use mixin::CoroutineMixIn;
+pub use mixin::{ForkingMixIn, MixIn, Synchronous, ThreadPoolMixIn, ThreadingMixIn};
+#[cfg(feature = "proxy")]
 pub use proxy::ProxyProtocol;
 pub use server::{AddressOf, BaseServer, RequestOf, Server, ServerHandle};
 pub use transport::{BindOptions, ServerAddress, Tcp, Transport, Udp, Unix, UnixDgram};
@@ -202,13 +203,20 @@ pub type ThreadPoolUnixStreamServer = Server<Unix, ThreadPoolMixIn>;
 pub type ThreadPoolUnixDatagramServer = Server<UnixDgram, ThreadPoolMixIn>;
 
 /// A TCP server on a [`CoroutineMixIn`]: a coroutine per connection, a
-/// worker thread per core (not in Python; gevent's model).
+/// worker thread per core (not in Python; gevent's model). Feature
+/// `coroutine`.
+#[cfg(feature = "coroutine")]
 pub type CoroutineTCPServer = Server<Tcp, CoroutineMixIn>;
-/// A UDP server on a [`CoroutineMixIn`] (not in Python).
+/// A UDP server on a [`CoroutineMixIn`] (not in Python). Feature `coroutine`.
+#[cfg(feature = "coroutine")]
 pub type CoroutineUDPServer = Server<Udp, CoroutineMixIn>;
-/// A Unix stream server on a [`CoroutineMixIn`] (not in Python).
+/// A Unix stream server on a [`CoroutineMixIn`] (not in Python). Feature
+/// `coroutine`.
+#[cfg(feature = "coroutine")]
 pub type CoroutineUnixStreamServer = Server<Unix, CoroutineMixIn>;
-/// A Unix datagram server on a [`CoroutineMixIn`] (not in Python).
+/// A Unix datagram server on a [`CoroutineMixIn`] (not in Python). Feature
+/// `coroutine`.
+#[cfg(feature = "coroutine")]
 pub type CoroutineUnixDatagramServer = Server<UnixDgram, CoroutineMixIn>;
 
 /// README.md's code, compiled as a doctest so that it stays true.

@@ -55,6 +55,7 @@ pub(crate) fn catch<R>(f: impl FnOnce() -> R) -> Result<R, String> {
 /// Marks the current thread as one that runs only handlers (a coroutine
 /// worker): its panics are captured for `handle_error` even between the
 /// nested `catch` calls of coroutines that interleave on it.
+#[cfg(feature = "coroutine")]
 pub(crate) fn capture_on_this_thread() {
     CAPTURING.with(|c| c.set(true));
 }

@@ -11,10 +11,12 @@ use nix::sys::socket::{recv, MsgFlags};
 use ppp::{v1, v2, HeaderResult};
 
 use crate::handler::Connection;
-use crate::suspend::Interest;
+use crate::mixin::suspend::{self, Interest};
+use crate::Address;
 
 /// Whether a stream server expects a PROXY protocol header before each
-/// connection's data.
+/// connection's data. Feature `proxy` (on by default; it brings the `ppp`
+/// crate).
 ///
 /// ```
 /// use socketserver::{ProxyProtocol, StreamRequest, TCPServer};
@@ -44,6 +46,25 @@ pub enum ProxyProtocol {
     },
 }
 
+impl ProxyProtocol {
+    /// The client's address on `connection`, whose peer is `peer`: the one
+    /// the PROXY header carries when a header is required (read here, on
+    /// the connection's own thread), else `peer` — also for a health check
+    /// (v1 UNKNOWN, v2 LOCAL), which carries none.
+    pub(crate) fn client_address(
+        self,
+        connection: Connection<'_>,
+        peer: Address,
+    ) -> io::Result<Address> {
+        match self {
+            ProxyProtocol::Off => Ok(peer),
+            ProxyProtocol::Required { timeout } => {
+                Ok(read_header(connection, timeout)?.map_or(peer, Address::Inet))
+            }
+        }
+    }
+}
+
 /// v2's signature: the first 12 bytes of a binary header.
 const V2_SIGNATURE: &[u8; 12] = b"\r\n\r\n\0\r\nQUIT\n";
 /// The longest v1 header, CRLF included.
@@ -54,7 +75,7 @@ const V2_MAX: usize = 16 + 4096;
 /// Reads the header from `connection`, consuming exactly its bytes, and
 /// returns the client address it carries (`None` for a health check:
 /// v1 UNKNOWN, v2 LOCAL or unspecified).
-pub(crate) fn read_header(
+fn read_header(
     mut connection: Connection<'_>,
     timeout: Duration,
 ) -> io::Result<Option<SocketAddr>> {
@@ -99,7 +120,7 @@ fn read_header_bytes(connection: &mut Connection<'_>) -> io::Result<Vec<u8>> {
     let mut buf = [0; V1_MAX];
     loop {
         let window = V1_MAX - header.len();
-        let available = crate::suspend::io(connection.as_fd(), Interest::Read, || {
+        let available = suspend::io(connection.as_fd(), Interest::Read, || {
             recv(
                 connection.as_raw_fd(),
                 &mut buf[..window],

@@ -15,11 +15,15 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use socketserver::mixin::{Dispatch, Overload};
 use socketserver::{
-    AddressOf, BaseServer, CoroutineMixIn, CoroutineTCPServer, CoroutineUDPServer,
-    CoroutineUnixDatagramServer, CoroutineUnixStreamServer, MixIn, RequestOf, Server,
-    StreamRequest, Synchronous, Tcp, ThreadPoolMixIn, ThreadPoolTCPServer, ThreadPoolUDPServer,
-    ThreadPoolUnixDatagramServer, ThreadPoolUnixStreamServer, ThreadingMixIn, ThreadingTCPServer,
-    ThreadingUDPServer, ThreadingUnixDatagramServer, ThreadingUnixStreamServer,
+    AddressOf, BaseServer, MixIn, RequestOf, Server, StreamRequest, Synchronous, Tcp,
+    ThreadPoolMixIn, ThreadPoolTCPServer, ThreadPoolUDPServer, ThreadPoolUnixDatagramServer,
+    ThreadPoolUnixStreamServer, ThreadingMixIn, ThreadingTCPServer, ThreadingUDPServer,
+    ThreadingUnixDatagramServer, ThreadingUnixStreamServer,
+};
+#[cfg(feature = "coroutine")]
+use socketserver::{
+    CoroutineMixIn, CoroutineTCPServer, CoroutineUDPServer, CoroutineUnixDatagramServer,
+    CoroutineUnixStreamServer,
 };
 use util::{
     bounded, datagram_line_echo, hammer, hold_echo, line_echo, panicky, run_server, serve,
@@ -83,6 +87,7 @@ fn test_thread_pool_servers() {
 
 /// The coroutine mix-in's versions of the four server tests.
 #[test]
+#[cfg(feature = "coroutine")]
 fn test_coroutine_servers() {
     bounded(LIMIT, || {
         let server = CoroutineTCPServer::new("127.0.0.1:0", line_echo).unwrap();
@@ -193,6 +198,7 @@ fn panic_isolation_thread_pool() {
 }
 
 #[test]
+#[cfg(feature = "coroutine")]
 fn panic_isolation_coroutine() {
     bounded(LIMIT, panic_isolation::<CoroutineMixIn>);
 }
@@ -455,6 +461,7 @@ fn graceful_shutdown_under_load_thread_pool() {
 }
 
 #[test]
+#[cfg(feature = "coroutine")]
 fn graceful_shutdown_under_load_coroutine() {
     // One worker: the 200 requests are suspended coroutines when shutdown
     // comes, and server_close waits for each to finish.

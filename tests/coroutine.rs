@@ -3,6 +3,7 @@
 //! block suspends only its request, timeouts still apply, and the PROXY
 //! header is read the same way. Every test runs on one worker thread, where
 //! a request that blocked its thread would stall all the others.
+#![cfg(feature = "coroutine")]
 
 mod util;
 
@@ -11,7 +12,9 @@ use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use socketserver::{BaseServer, CoroutineTCPServer, ProxyProtocol, StreamRequest};
+#[cfg(feature = "proxy")]
+use socketserver::ProxyProtocol;
+use socketserver::{BaseServer, CoroutineTCPServer, StreamRequest};
 use util::{bounded, line_echo, payload, serve, Recorder, TimedEcho, CLIENT_TIMEOUT};
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -131,6 +134,7 @@ fn timeouts_apply_to_suspended_reads() {
 /// header cut in two, the first peek would block and the coroutine waits
 /// for the rest.
 #[test]
+#[cfg(feature = "proxy")]
 fn a_split_proxy_header_is_read_whole() {
     bounded(LIMIT, || {
         let mut base = CoroutineTCPServer::new("127.0.0.1:0", |r: &mut StreamRequest<'_>| {

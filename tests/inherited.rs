@@ -4,10 +4,9 @@
 
 mod util;
 
-use std::io::{self, BufRead, BufReader};
+use std::io;
 use std::net::{TcpListener, UdpSocket};
 use std::os::fd::OwnedFd;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,6 +51,7 @@ fn inherited_descriptor_of_the_wrong_kind_is_refused() {
 }
 
 #[test]
+#[cfg(feature = "systemd")]
 fn from_systemd_without_activation_says_so() {
     let err = TCPServer::from_systemd(0, line_echo).unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::NotFound);
@@ -60,6 +60,7 @@ fn from_systemd_without_activation_says_so() {
 
 /// systemd's protocol, played by python3: a listening socket at fd 3,
 /// LISTEN_FDS=1, LISTEN_PID = the process's own pid, then exec.
+#[cfg(feature = "systemd")]
 const ACTIVATE: &str = r#"
 import os, socket, sys
 s = socket.socket()
@@ -71,7 +72,11 @@ os.execv(sys.argv[1], [sys.argv[1]])
 "#;
 
 #[test]
+#[cfg(feature = "systemd")]
 fn socket_activation_serves_on_the_passed_socket() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
     if !util::require_tool("python3") {
         return;
     }

@@ -1,6 +1,7 @@
 //! The PROXY protocol, v1 and v2: the handler sees the client's address
 //! from the header; the payload after it arrives intact; a missing, late or
 //! malformed header fails the request before the handler runs.
+#![cfg(feature = "proxy")]
 
 mod util;
 

@@ -13,7 +13,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::pki_types::{CertificateDer, ServerName};
-use socketserver::{tls, BaseServer, CoroutineMixIn, MixIn, Server, Tcp, ThreadingTCPServer};
+#[cfg(feature = "coroutine")]
+use socketserver::CoroutineMixIn;
+use socketserver::{tls, BaseServer, MixIn, Server, Tcp, ThreadingTCPServer};
 use util::{bounded, line_echo, python, serve, CLIENT_TIMEOUT, TEST_STR};
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -100,6 +102,7 @@ fn rustls_client_gets_its_echo() {
 /// writes suspend the request's coroutine, not its worker: with one worker, a
 /// client that never starts its handshake does not keep others waiting.
 #[test]
+#[cfg(feature = "coroutine")]
 fn coroutine_server_speaks_tls_and_a_stalled_handshake_stalls_nobody() {
     bounded(LIMIT, || {
         let certificate = certificate();

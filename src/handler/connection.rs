@@ -9,7 +9,7 @@ use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 use super::StreamOptions;
-use crate::suspend::{self, Interest};
+use crate::mixin::suspend::{self, Interest};
 use crate::Address;
 
 /// A connected stream socket, TCP or Unix: Python's `self.request` (also

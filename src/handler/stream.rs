@@ -27,15 +27,14 @@ impl RequestKind for Stream {
     fn finish_request<T: Transport<Kind = Stream>, M: MixIn>(
         server: &Server<T, M>,
         connection: Connection<'_>,
-        mut client_address: Address,
+        client_address: Address,
     ) -> io::Result<()> {
         let handler = server.request_handler();
         connection.prepare_for_coroutine()?;
-        if let crate::ProxyProtocol::Required { timeout } = server.proxy_protocol {
-            if let Some(client) = crate::proxy::read_header(connection, timeout)? {
-                client_address = Address::Inet(client);
-            }
-        }
+        #[cfg(feature = "proxy")]
+        let client_address = server
+            .proxy_protocol
+            .client_address(connection, client_address)?;
         let options = handler.options();
         let handle = server.handle();
         #[cfg(feature = "tls")]

@@ -107,3 +107,176 @@ impl Drop for Running {
         self.in_flight.idle.notify_all();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+    use std::thread;
+    use std::time::Duration;
+
+    /// How long a test waits for something that should happen at once
+    /// before it fails rather than hangs.
+    const BOUND: Duration = Duration::from_secs(10);
+
+    /// Runs `wait_idle` on a thread of its own; its answer arrives on the
+    /// receiver.
+    fn wait_idle_elsewhere(
+        in_flight: &Arc<InFlight>,
+        running: Option<Running>,
+        deadline: Option<Instant>,
+    ) -> mpsc::Receiver<usize> {
+        let (tx, rx) = mpsc::channel();
+        let in_flight = Arc::clone(in_flight);
+        thread::spawn(move || {
+            if let Some(running) = &running {
+                running.enter();
+            }
+            let _ = tx.send(in_flight.wait_idle(deadline));
+            drop(running);
+        });
+        rx
+    }
+
+    #[test]
+    fn start_counts_until_the_guard_drops() {
+        let in_flight = Arc::new(InFlight::default());
+        assert_eq!(in_flight.count(), 0);
+        let first = in_flight.start();
+        assert_eq!(in_flight.count(), 1);
+        let second = in_flight.start();
+        assert_eq!(in_flight.count(), 2);
+        // Entering a thread does not count it again.
+        first.enter();
+        assert_eq!(in_flight.count(), 2);
+        drop(first);
+        assert_eq!(in_flight.count(), 1);
+        // A guard dropped on another thread counts there as here.
+        thread::spawn(move || drop(second)).join().unwrap();
+        assert_eq!(in_flight.count(), 0);
+    }
+
+    #[test]
+    fn wait_idle_returns_at_once_when_none_runs() {
+        let in_flight = Arc::new(InFlight::default());
+        assert_eq!(in_flight.wait_idle(None), 0);
+        assert_eq!(in_flight.wait_idle(Some(Instant::now())), 0);
+        drop(in_flight.start());
+        assert_eq!(in_flight.wait_idle(None), 0);
+    }
+
+    #[test]
+    fn wait_idle_without_a_deadline_waits_for_the_last_to_finish() {
+        let in_flight = Arc::new(InFlight::default());
+        let first = in_flight.start();
+        let second = in_flight.start();
+        let idle = wait_idle_elsewhere(&in_flight, None, None);
+        assert_eq!(idle.try_recv(), Err(mpsc::TryRecvError::Empty));
+        drop(first);
+        assert_eq!(in_flight.count(), 1);
+        drop(second);
+        // Without a deadline it returns only once none runs, and says how
+        // many do: 0 can only come after both drops, so it waited for them.
+        assert_eq!(idle.recv_timeout(BOUND), Ok(0));
+    }
+
+    #[test]
+    fn wait_idle_gives_up_at_its_deadline_and_says_how_many_still_run() {
+        let in_flight = Arc::new(InFlight::default());
+        let _first = in_flight.start();
+        let _second = in_flight.start();
+        let deadline = Instant::now() + Duration::from_millis(50);
+        assert_eq!(in_flight.wait_idle(Some(deadline)), 2);
+        assert!(Instant::now() >= deadline, "returned before its deadline");
+        // A deadline already past: no wait at all.
+        assert_eq!(in_flight.wait_idle(Some(Instant::now())), 2);
+    }
+
+    #[test]
+    fn wait_idle_with_a_deadline_returns_when_idle_before_it() {
+        let in_flight = Arc::new(InFlight::default());
+        let running = in_flight.start();
+        let idle = wait_idle_elsewhere(&in_flight, None, Some(Instant::now() + 2 * BOUND));
+        drop(running);
+        // Well before the deadline: it was woken, not timed out.
+        assert_eq!(idle.recv_timeout(BOUND), Ok(0));
+    }
+
+    #[test]
+    fn is_current_thread_inside_only_on_an_entered_thread() {
+        let in_flight = Arc::new(InFlight::default());
+        let other = Arc::new(InFlight::default());
+        let running = in_flight.start();
+        let inside = {
+            let (in_flight, other) = (Arc::clone(&in_flight), Arc::clone(&other));
+            thread::spawn(move || {
+                let before = in_flight.is_current_thread_inside();
+                running.enter();
+                let after = in_flight.is_current_thread_inside();
+                let in_other = other.is_current_thread_inside();
+                drop(running);
+                // Still marked after its request (see wait_idle).
+                let after_drop = in_flight.is_current_thread_inside();
+                (before, after, in_other, after_drop)
+            })
+            .join()
+            .unwrap()
+        };
+        assert_eq!(inside, (false, true, false, true));
+        // This thread never entered.
+        assert!(!in_flight.is_current_thread_inside());
+        assert!(!other.is_current_thread_inside());
+    }
+
+    #[test]
+    fn a_counted_thread_waits_for_the_others_not_for_itself() {
+        let in_flight = Arc::new(InFlight::default());
+        let mine = in_flight.start();
+        let other = in_flight.start();
+        let idle = wait_idle_elsewhere(&in_flight, Some(mine), None);
+        assert_eq!(idle.try_recv(), Err(mpsc::TryRecvError::Empty));
+        drop(other);
+        assert_eq!(idle.recv_timeout(BOUND), Ok(0));
+    }
+
+    #[test]
+    fn a_counted_thread_at_its_deadline_counts_only_the_others() {
+        let in_flight = Arc::new(InFlight::default());
+        let mine = in_flight.start();
+        let _other = in_flight.start();
+        let deadline = Instant::now() + Duration::from_millis(50);
+        let idle = wait_idle_elsewhere(&in_flight, Some(mine), Some(deadline));
+        assert_eq!(idle.recv_timeout(BOUND), Ok(1));
+    }
+
+    #[test]
+    fn counted_threads_closing_at_once_do_not_wait_for_each_other() {
+        let in_flight = Arc::new(InFlight::default());
+        let waits: Vec<_> = (0..3)
+            .map(|_| {
+                let running = in_flight.start();
+                wait_idle_elsewhere(&in_flight, Some(running), None)
+            })
+            .collect();
+        for idle in waits {
+            assert_eq!(idle.recv_timeout(BOUND), Ok(0));
+        }
+    }
+
+    #[test]
+    fn a_thread_whose_request_is_over_does_not_wait_for_itself() {
+        // Marked inside but no longer counted (it dropped its guard, then
+        // the last handle to the server): the count must not underflow.
+        let in_flight = Arc::new(InFlight::default());
+        let (tx, rx) = mpsc::channel();
+        let thread_in_flight = Arc::clone(&in_flight);
+        let running = in_flight.start();
+        thread::spawn(move || {
+            running.enter();
+            drop(running);
+            let _ = tx.send(thread_in_flight.wait_idle(None));
+        });
+        assert_eq!(rx.recv_timeout(BOUND), Ok(0));
+        assert_eq!(in_flight.count(), 0);
+    }
+}

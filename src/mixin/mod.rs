@@ -1,23 +1,35 @@
 //! Mix-ins: how `process_request` runs a request — in the serving thread
 //! ([`Synchronous`]), a thread of its own ([`ThreadingMixIn`]), a bounded
-//! pool ([`ThreadPoolMixIn`]), a coroutine ([`CoroutineMixIn`]) or a child
-//! process ([`ForkingMixIn`]).
+//! pool ([`ThreadPoolMixIn`]), a coroutine ([`CoroutineMixIn`], feature
+//! `coroutine`) or a child process ([`ForkingMixIn`]).
 //!
 //! Python mixes these into a server class by inheritance
 //! (`class ThreadingTCPServer(ThreadingMixIn, TCPServer)`); Rust gives the
 //! server a mix-in type parameter (`Server<Tcp, ThreadingMixIn>`), named
 //! after Python's classes by the aliases in the crate root.
 
+#[cfg(feature = "coroutine")]
 mod coroutine;
 mod forking;
 mod in_flight;
 mod pool;
 mod threading;
+#[cfg(not(feature = "coroutine"))]
+pub(crate) mod without_coroutines;
 
+#[cfg(feature = "coroutine")]
 pub use coroutine::{CoroutineMixIn, DEFAULT_COROUTINE_STACK_SIZE};
 pub use forking::ForkingMixIn;
 pub use pool::{Dispatch, Overload, PoolStats, ThreadPoolMixIn};
 pub use threading::{ThreadingMixIn, DEFAULT_STACK_SIZE};
+
+// The socket I/O of `Connection` and the PROXY reader: it suspends the
+// request's coroutine where it would block, with the `coroutine` feature;
+// without it, the same functions are the plain blocking calls.
+#[cfg(feature = "coroutine")]
+pub(crate) use coroutine::suspend;
+#[cfg(not(feature = "coroutine"))]
+pub(crate) use without_coroutines as suspend;
 
 use std::sync::Arc;
 use std::time::Duration;

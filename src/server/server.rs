@@ -82,6 +82,8 @@ pub struct Server<T: Transport, M: MixIn = Synchronous> {
     /// Python). Defaults to [`ProxyProtocol::Off`](crate::ProxyProtocol::Off).
     /// Stream servers only. Hooks that run before the handler
     /// (`verify_request`, `handle_error`) still see the balancer's address.
+    /// Feature `proxy`.
+    #[cfg(feature = "proxy")]
     pub proxy_protocol: crate::ProxyProtocol,
     /// Serve TLS (feature `tls`; not in Python): each connection's
     /// handshake runs on its own thread (worker, child) before the handler,
@@ -191,6 +193,7 @@ impl<T: Transport, M: MixIn + Default> Server<T, M> {
             max_packet_size: 8192,
             unix_socket_mode: None,
             dual_stack: false,
+            #[cfg(feature = "proxy")]
             proxy_protocol: crate::ProxyProtocol::Off,
             #[cfg(feature = "tls")]
             tls: None,
@@ -233,12 +236,14 @@ impl<T: Transport, M: MixIn + Default> Server<T, M> {
     /// A server on socket `index` passed by systemd socket activation
     /// (`LISTEN_FDS`, `LISTEN_PID`; the first is 0). Call it before
     /// starting threads: reading the variables also clears them (the
-    /// listenfd crate), and the environment is not thread-safe.
+    /// listenfd crate), and the environment is not thread-safe. Feature
+    /// `systemd` (on by default; it brings the `listenfd` crate).
     ///
     /// # Errors
     ///
     /// No such socket was passed (not started by systemd, or fewer
     /// sockets), or it is of another kind.
+    #[cfg(feature = "systemd")]
     pub fn from_systemd(index: usize, handler: impl RequestHandler<T::Kind>) -> io::Result<Self> {
         let mut fds = listenfd::ListenFd::from_env();
         let passed = fds.len();
@@ -377,7 +382,8 @@ impl<T: Transport, M: MixIn> Drop for Server<T, M> {
 
 impl<T: Transport, M: MixIn + fmt::Debug> fmt::Debug for Server<T, M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct(T::CLASS)
+        let mut debug = f.debug_struct(T::CLASS);
+        debug
             .field("server_address", &self.server_address())
             .field("fileno", &self.fileno())
             .field("mixin", &self.mixin)
@@ -387,8 +393,9 @@ impl<T: Transport, M: MixIn + fmt::Debug> fmt::Debug for Server<T, M> {
             .field("request_queue_size", &self.request_queue_size)
             .field("max_packet_size", &self.max_packet_size)
             .field("unix_socket_mode", &self.unix_socket_mode)
-            .field("dual_stack", &self.dual_stack)
-            .field("proxy_protocol", &self.proxy_protocol)
-            .finish_non_exhaustive()
+            .field("dual_stack", &self.dual_stack);
+        #[cfg(feature = "proxy")]
+        debug.field("proxy_protocol", &self.proxy_protocol);
+        debug.finish_non_exhaustive()
     }
 }

@@ -58,6 +58,7 @@ pub trait Transport: private::Sealed + Send + Sync + Sized + 'static {
     fn adopt(socket: &Self::Socket) -> io::Result<Self::Address>;
     /// Takes socket `index` passed by systemd (LISTEN_FDS).
     #[doc(hidden)]
+    #[cfg(feature = "systemd")]
     fn take_inherited(
         fds: &mut listenfd::ListenFd,
         index: usize,

@@ -48,6 +48,7 @@ impl Transport for Tcp {
         socket.local_addr()
     }
 
+    #[cfg(feature = "systemd")]
     fn take_inherited(
         fds: &mut listenfd::ListenFd,
         index: usize,

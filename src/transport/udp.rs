@@ -45,6 +45,7 @@ impl Transport for Udp {
         socket.local_addr()
     }
 
+    #[cfg(feature = "systemd")]
     fn take_inherited(fds: &mut listenfd::ListenFd, index: usize) -> io::Result<Option<UdpSocket>> {
         fds.take_udp_socket(index)
     }

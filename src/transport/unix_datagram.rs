@@ -48,6 +48,7 @@ impl Transport for UnixDgram {
             .unwrap_or_default())
     }
 
+    #[cfg(feature = "systemd")]
     fn take_inherited(
         fds: &mut listenfd::ListenFd,
         index: usize,

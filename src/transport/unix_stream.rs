@@ -49,6 +49,7 @@ impl Transport for Unix {
             .unwrap_or_default())
     }
 
+    #[cfg(feature = "systemd")]
     fn take_inherited(
         fds: &mut listenfd::ListenFd,
         index: usize,

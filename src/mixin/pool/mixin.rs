@@ -1,32 +1,20 @@
-//! [`ThreadPoolMixIn`]: a bounded pool of worker threads (not in Python).
-//!
-//! Python's `ThreadingMixIn` starts a thread per request with no upper bound;
-//! tiny_http's pool grows without bound too (its users have asked for a
-//! bound since 2022). This pool has `workers` threads, a queue of
-//! `queue_size` requests, and a policy for when both are full.
-//!
-//! A connection reaches the queue only once it is readable (nginx's rule):
-//! silent connections wait in an epoll set, costing a descriptor and no
-//! worker, so fifty clients that never send a byte cannot starve a pool of
-//! four (slowloris).
+//! [`ThreadPoolMixIn`] and its settings ([`Overload`], [`Dispatch`]), its
+//! counters ([`PoolStats`]), the queue and the worker threads. The
+//! readiness gate that holds silent connections is in `gate.rs`.
 
-use std::collections::{HashMap, VecDeque};
-use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, SendTimeoutError, Sender, TrySendError};
-use nix::errno::Errno;
-use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
-use parking_lot::{Condvar, Mutex, MutexGuard};
+use parking_lot::Mutex;
 
-use super::in_flight::InFlight;
-use super::threading::DEFAULT_STACK_SIZE;
-use super::{process_request_thread, MixIn};
+use super::gate::{Admission, Gate};
 use crate::handler::RequestKind;
-use crate::sys::{self, Waker};
+use crate::mixin::in_flight::InFlight;
+use crate::mixin::threading::DEFAULT_STACK_SIZE;
+use crate::mixin::{process_request_thread, MixIn};
 use crate::{AddressOf, BaseServer, RequestOf, ServerHandle, Transport};
 
 type TransportOf<S> = <S as BaseServer>::Transport;
@@ -165,15 +153,15 @@ impl Default for ThreadPoolMixIn {
 }
 
 #[derive(Debug, Default)]
-struct Counters {
+pub(super) struct Counters {
     active: AtomicUsize,
     served: AtomicU64,
     rejected: AtomicU64,
-    expired: AtomicU64,
+    pub(super) expired: AtomicU64,
 }
 
 /// A request on its way to a worker, with what to do if it never gets one.
-trait Task: Send {
+pub(super) trait Task: Send {
     /// Handle it (on a worker).
     fn run(self: Box<Self>);
     /// Refuse it: the pool is full, or shutting down.
@@ -182,7 +170,7 @@ trait Task: Send {
     fn close(self: Box<Self>);
 }
 
-type Job = Box<dyn Task>;
+pub(super) type Job = Box<dyn Task>;
 
 struct Request<S: BaseServer + ?Sized> {
     server: Arc<S>,
@@ -205,7 +193,7 @@ impl<S: BaseServer + ?Sized> Task for Request<S> {
 
 /// A connection waiting to become readable. It holds the server weakly: a
 /// silent connection must not keep a dropped server alive.
-trait Waiting: Send {
+pub(super) trait Waiting: Send {
     /// The task to queue, if the server still exists (else the connection
     /// is simply closed).
     fn upgrade(self: Box<Self>) -> Option<Job>;
@@ -229,7 +217,7 @@ impl<S: BaseServer + ?Sized> Waiting for Pending<S> {
 }
 
 /// Runs a request hook that must not take the calling thread down with it.
-fn guarded(what: &str, hook: impl FnOnce()) {
+pub(super) fn guarded(what: &str, hook: impl FnOnce()) {
     if let Err(message) = crate::panic::catch(hook) {
         log::error!("thread pool: {what} panicked: {message}");
     }
@@ -237,15 +225,15 @@ fn guarded(what: &str, hook: impl FnOnce()) {
 
 /// The pool's shared state once started.
 #[derive(Debug)]
-struct Pool {
+pub(super) struct Pool {
     /// Taken by `server_close`; senders clone it and send outside the lock.
     sender: Mutex<Option<Sender<Job>>>,
     receiver: Receiver<Job>,
     /// Set by `server_close`: a waiting `Overload::Wait` gives up.
     closing: AtomicBool,
-    handle: ServerHandle,
-    overload: Overload,
-    counters: Arc<Counters>,
+    pub(super) handle: ServerHandle,
+    pub(super) overload: Overload,
+    pub(super) counters: Arc<Counters>,
     gate: Option<Arc<Gate>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     /// Live threads (workers and the gate), for `server_close`.
@@ -254,7 +242,7 @@ struct Pool {
 
 impl Pool {
     /// Queues a task as the overload policy says. The caller holds no lock.
-    fn submit(&self, sender: &Sender<Job>, task: Job, mut meanwhile: impl FnMut()) {
+    pub(super) fn submit(&self, sender: &Sender<Job>, task: Job, mut meanwhile: impl FnMut()) {
         let mut task = match self.overload {
             Overload::Reject => match sender.try_send(task) {
                 Ok(()) => return,
@@ -284,7 +272,7 @@ impl Pool {
         }
     }
 
-    fn reject(&self, task: Job) {
+    pub(super) fn reject(&self, task: Job) {
         self.counters.rejected.fetch_add(1, Ordering::SeqCst);
         guarded("reject_request", || task.reject());
     }
@@ -292,7 +280,7 @@ impl Pool {
 
 /// How long a full queue is waited on between checks for shutdown (and, in
 /// the gate, for idle connections to expire).
-const WAIT_SLICE: Duration = Duration::from_millis(50);
+pub(super) const WAIT_SLICE: Duration = Duration::from_millis(50);
 
 impl ThreadPoolMixIn {
     /// The pool's counters now.
@@ -461,234 +449,6 @@ impl MixIn for ThreadPoolMixIn {
         }
         for thread in pool.threads.lock().drain(..) {
             let _ = thread.join();
-        }
-    }
-}
-
-/// What [`Gate::admit`] decided.
-enum Admission<'a> {
-    /// Registered in the epoll set: hold the connection under this lock.
-    Watched(MutexGuard<'a, GateState>, u64),
-    /// The waiting set is full and the policy is to refuse (or shutdown came).
-    Full,
-    /// Not watched (the gate is closing, or epoll refused): queue it now.
-    Unwatched,
-}
-
-/// Holds accepted connections until they are readable, then queues them.
-#[derive(Debug)]
-struct Gate {
-    epoll: Epoll,
-    wake: Waker,
-    state: Mutex<GateState>,
-    /// Signalled when a waiting connection leaves (room under `max_waiting`).
-    room: Condvar,
-    idle_timeout: Option<Duration>,
-    max_waiting: usize,
-}
-
-struct GateState {
-    /// Watched connections, by epoll token.
-    pending: HashMap<u64, Box<dyn Waiting>>,
-    /// (deadline, token), in registration order: deadlines only grow.
-    expiry: VecDeque<(Instant, u64)>,
-    next_token: u64,
-    closing: bool,
-}
-
-impl std::fmt::Debug for GateState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GateState")
-            .field("pending", &self.pending.len())
-            .field("closing", &self.closing)
-            .finish_non_exhaustive()
-    }
-}
-
-/// The waker's token; connections count from 1.
-const WAKE: u64 = 0;
-
-impl Gate {
-    fn new(idle_timeout: Option<Duration>, max_waiting: usize) -> std::io::Result<Gate> {
-        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
-        let wake = Waker::new()?;
-        epoll.add(wake.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, WAKE))?;
-        Ok(Gate {
-            epoll,
-            wake,
-            state: Mutex::new(GateState {
-                pending: HashMap::new(),
-                expiry: VecDeque::new(),
-                next_token: WAKE + 1,
-                closing: false,
-            }),
-            room: Condvar::new(),
-            idle_timeout,
-            max_waiting: max_waiting.max(1),
-        })
-    }
-
-    fn waiting(&self) -> usize {
-        self.state.lock().pending.len()
-    }
-
-    /// Makes room under `max_waiting` (waiting or refusing as the policy
-    /// says), then adds the connection to the epoll set — one-shot: it
-    /// fires once, and the registration goes when the connection closes.
-    /// The lock comes back held, so that the gate cannot see the event
-    /// before it knows the connection.
-    fn admit(&self, pool: &Pool, fd: BorrowedFd<'_>) -> Admission<'_> {
-        let mut state = self.state.lock();
-        while state.pending.len() >= self.max_waiting && !state.closing {
-            if pool.overload == Overload::Reject || pool.handle.shutdown_requested() {
-                return Admission::Full;
-            }
-            self.room.wait_for(&mut state, WAIT_SLICE);
-        }
-        if state.closing {
-            return Admission::Unwatched;
-        }
-        let token = state.next_token;
-        state.next_token += 1;
-        let flags = EpollFlags::EPOLLIN | EpollFlags::EPOLLRDHUP | EpollFlags::EPOLLONESHOT;
-        match self.epoll.add(fd, EpollEvent::new(flags, token)) {
-            Ok(()) => Admission::Watched(state, token),
-            Err(err) => {
-                log::debug!("thread pool: epoll_ctl failed ({err}); dispatching at once");
-                Admission::Unwatched
-            }
-        }
-    }
-
-    /// Keeps a watched connection until it is readable or expires.
-    fn hold(&self, mut state: MutexGuard<'_, GateState>, token: u64, waiting: Box<dyn Waiting>) {
-        let was_idle = state.expiry.is_empty();
-        if let Some(timeout) = self.idle_timeout {
-            state.expiry.push_back((Instant::now() + timeout, token));
-        }
-        state.pending.insert(token, waiting);
-        drop(state);
-        if was_idle {
-            // The gate may be waiting with no deadline: give it this one.
-            self.wake.wake();
-        }
-    }
-
-    /// Stops watching: the gate thread hands over what is readable by now,
-    /// closes the connections that never sent anything (no request is lost:
-    /// they made none), and exits. New connections are dispatched at once.
-    fn close(&self) {
-        self.state.lock().closing = true;
-        self.room.notify_all();
-        self.wake.wake();
-    }
-
-    /// Closes every connection still waiting (the gate thread's last act).
-    fn close_waiting(&self) {
-        let silent: Vec<_> = {
-            let mut state = self.state.lock();
-            state.closing = true;
-            state.expiry.clear();
-            state.pending.drain().map(|(_, waiting)| waiting).collect()
-        };
-        self.room.notify_all();
-        for waiting in silent {
-            if let Some(task) = waiting.upgrade() {
-                guarded("shutdown_request", || task.close());
-            }
-        }
-    }
-
-    /// Takes the connections past their idle deadline.
-    fn take_expired(&self, state: &mut GateState) -> Vec<Box<dyn Waiting>> {
-        let now = Instant::now();
-        let mut expired = Vec::new();
-        while let Some(&(deadline, token)) = state.expiry.front() {
-            if !state.pending.contains_key(&token) {
-                state.expiry.pop_front(); // dispatched already
-            } else if deadline <= now {
-                state.expiry.pop_front();
-                expired.extend(state.pending.remove(&token));
-            } else {
-                break;
-            }
-        }
-        expired
-    }
-
-    fn close_expired(&self, pool: &Pool, expired: Vec<Box<dyn Waiting>>) {
-        if expired.is_empty() {
-            return;
-        }
-        self.room.notify_all();
-        for waiting in expired {
-            pool.counters.expired.fetch_add(1, Ordering::SeqCst);
-            log::debug!("thread pool: closing a connection silent past the idle timeout");
-            if let Some(task) = waiting.upgrade() {
-                guarded("shutdown_request", || task.close());
-            }
-        }
-    }
-
-    /// The gate thread: hands over readable connections and expires silent
-    /// ones until closed, then makes one last pass without waiting. Whatever
-    /// still waits when it returns — or unwinds — is closed.
-    fn run(&self, pool: &Weak<Pool>, sender: &Sender<Job>) {
-        struct Exit<'a>(&'a Gate);
-        impl Drop for Exit<'_> {
-            fn drop(&mut self) {
-                self.0.close_waiting();
-            }
-        }
-        let _exit = Exit(self);
-        let mut events = vec![EpollEvent::empty(); 256];
-        loop {
-            let (closing, timeout) = {
-                let state = self.state.lock();
-                let deadline = state.expiry.front().map(|(deadline, _)| *deadline);
-                (state.closing, deadline)
-            };
-            let timeout = match (closing, timeout) {
-                (true, _) => EpollTimeout::ZERO,
-                (false, deadline) => sys::epoll_timeout(deadline.map(sys::remaining)),
-            };
-            let n = match self.epoll.wait(&mut events, timeout) {
-                Ok(n) => n,
-                Err(Errno::EINTR) => 0,
-                Err(err) => {
-                    log::error!(
-                        "thread pool: epoll_wait failed: {err}; no longer waiting for readiness"
-                    );
-                    return;
-                }
-            };
-            let (ready, expired) = {
-                let mut state = self.state.lock();
-                let mut ready = Vec::new();
-                for event in &events[..n] {
-                    if event.data() == WAKE {
-                        self.wake.reset();
-                    } else if let Some(waiting) = state.pending.remove(&event.data()) {
-                        ready.push(waiting);
-                    }
-                }
-                (ready, self.take_expired(&mut state))
-            };
-            if !ready.is_empty() {
-                self.room.notify_all();
-            }
-            let Some(pool) = pool.upgrade() else { return };
-            self.close_expired(&pool, expired);
-            for task in ready.into_iter().filter_map(|waiting| waiting.upgrade()) {
-                // While the queue is full, keep expiring silent connections.
-                pool.submit(sender, task, || {
-                    let expired = self.take_expired(&mut self.state.lock());
-                    self.close_expired(&pool, expired);
-                });
-            }
-            if closing && n < events.len() {
-                return;
-            }
         }
     }
 }

@@ -1,5 +1,8 @@
-//! [`CoroutineMixIn`]: each request on a coroutine, a few worker threads
-//! running them all — blocking handlers, event-driven underneath.
+//! The worker threads of [`CoroutineMixIn`](crate::CoroutineMixIn):
+//! [`Workers`] hands each request to one of them in turn; a [`Worker`]
+//! runs its coroutines one at a time, resuming each when epoll reports its
+//! socket ready or its deadline passes, and sleeps in epoll_wait when all
+//! of them wait.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::os::fd::{AsFd, RawFd};
@@ -7,7 +10,7 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender};
 use generator::{Generator, Gn};
@@ -15,170 +18,12 @@ use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use parking_lot::Mutex;
 
-use super::in_flight::InFlight;
-use super::{hand_over, MixIn};
-use crate::suspend::{self, Resume, Suspend};
+use super::slab::Slab;
+use super::suspend::{Resume, Suspend};
+use super::thread_locals;
 use crate::sys::{self, Waker};
-use crate::{AddressOf, BaseServer, RequestOf};
 
-/// The default stack size of a request coroutine: 256 KiB of address space,
-/// of which a coroutine touches only the pages its handler uses.
-pub const DEFAULT_COROUTINE_STACK_SIZE: usize = 256 * 1024;
-
-/// Each request runs on a coroutine of its own; a few worker threads (one
-/// per core by default) run every coroutine — the model of gevent, or of
-/// Go's goroutines, under Python's blocking `RequestHandler`.
-///
-/// Handlers are written exactly as for [`ThreadingMixIn`]: `rfile`,
-/// `wfile` and [`Connection`] read and write as if blocking. Underneath, the
-/// connection is non-blocking; a read or write that would block suspends the
-/// coroutine (a user-space switch, no system call), its worker runs the
-/// other coroutines, and epoll resumes it when the socket is ready. So a
-/// request costs no thread and no kernel context switch: at 50 busy
-/// connections this mode serves tokio's rate where thread-per-connection
-/// pays a context switch per request (docs/benchmarks.md). Timeouts
-/// ([`StreamOptions::timeout`](crate::StreamOptions::timeout),
-/// [`Connection::set_timeout`]) keep working.
-///
-/// The rule that comes with it (gevent's too): a handler must not block its
-/// worker by other means — a long computation, `std::thread::sleep`, a
-/// lock held across I/O, blocking I/O on sockets or files of its own —
-/// since every other request on that worker waits meanwhile. Only I/O
-/// through the request's connection suspends. Handlers that block
-/// elsewhere belong on [`ThreadingMixIn`] or [`ThreadPoolMixIn`].
-///
-/// Datagram servers accept it too: each datagram's handler runs on a
-/// coroutine, which has nothing to wait for.
-///
-/// ```
-/// use std::io::{BufRead, Read, Write};
-/// use socketserver::{BaseServer, CoroutineTCPServer, StreamRequest};
-///
-/// let mut server = CoroutineTCPServer::new("127.0.0.1:0", |r: &mut StreamRequest<'_>| {
-///     let mut line = String::new();
-///     while r.rfile.read_line(&mut line)? > 0 {
-///         r.wfile.write_all(line.to_uppercase().as_bytes())?;
-///         line.clear();
-///     }
-///     Ok(())
-/// })?;
-/// server.mixin.workers = 1;
-/// let addr = server.server_address();
-/// let server = std::sync::Arc::new(server);
-/// let serving = std::thread::spawn({
-///     let server = server.clone();
-///     move || server.serve_forever(None)
-/// });
-/// // Two clients at once on one worker thread: neither waits for the other.
-/// let mut first = std::net::TcpStream::connect(addr)?;
-/// let mut second = std::net::TcpStream::connect(addr)?;
-/// second.write_all(b"second\n")?;
-/// first.write_all(b"first\n")?;
-/// let mut reply = [0; 7];
-/// second.read_exact(&mut reply)?;
-/// assert_eq!(&reply, b"SECOND\n");
-/// first.read_exact(&mut reply[..6])?;
-/// assert_eq!(&reply[..6], b"FIRST\n");
-/// drop((first, second));
-/// server.shutdown();
-/// serving.join().unwrap()?;
-/// # Ok::<(), std::io::Error>(())
-/// ```
-///
-/// [`Connection`]: crate::Connection
-/// [`Connection::set_timeout`]: crate::Connection::set_timeout
-/// [`ThreadingMixIn`]: crate::ThreadingMixIn
-/// [`ThreadPoolMixIn`]: crate::ThreadPoolMixIn
-#[derive(Debug)]
-pub struct CoroutineMixIn {
-    /// Worker threads, started at the first request. Defaults to the
-    /// number of cores (`std::thread::available_parallelism`).
-    pub workers: usize,
-    /// Stack size of each request's coroutine. Defaults to
-    /// [`DEFAULT_COROUTINE_STACK_SIZE`].
-    pub stack_size: usize,
-    /// Python's `block_on_close`: when `true`, `server_close` waits for the
-    /// requests in flight to finish. Defaults to `true`.
-    pub block_on_close: bool,
-    /// How long `server_close` waits at most when it blocks. Defaults to
-    /// `None`: for ever, as Python.
-    pub close_timeout: Option<Duration>,
-    pool: Mutex<Option<Arc<Workers>>>,
-    in_flight: Arc<InFlight>,
-}
-
-impl Default for CoroutineMixIn {
-    fn default() -> Self {
-        CoroutineMixIn {
-            workers: thread::available_parallelism().map_or(1, usize::from),
-            stack_size: DEFAULT_COROUTINE_STACK_SIZE,
-            block_on_close: true,
-            close_timeout: None,
-            pool: Mutex::new(None),
-            in_flight: Arc::default(),
-        }
-    }
-}
-
-impl CoroutineMixIn {
-    /// How many requests are running now (suspended ones included).
-    pub fn active_requests(&self) -> usize {
-        self.in_flight.count()
-    }
-
-    /// The worker threads, started on first use.
-    fn workers(&self) -> std::io::Result<Arc<Workers>> {
-        let mut pool = self.pool.lock();
-        if let Some(workers) = &*pool {
-            return Ok(Arc::clone(workers));
-        }
-        let workers = Arc::new(Workers::start(self.workers.max(1), self.stack_size)?);
-        *pool = Some(Arc::clone(&workers));
-        Ok(workers)
-    }
-}
-
-impl MixIn for CoroutineMixIn {
-    /// Hands the request to a worker (in turn), which runs
-    /// [`process_request_thread`](super::process_request_thread) on a new coroutine. If no worker can take
-    /// it, the request goes to `handle_error` and is shut down.
-    fn process_request<S: BaseServer + ?Sized>(
-        &self,
-        server: &Arc<S>,
-        request: RequestOf<S>,
-        client_address: AddressOf<S>,
-    ) {
-        let running = self.in_flight.start();
-        hand_over(server, request, client_address, running, |task| {
-            self.workers()?.submit(task)
-        });
-    }
-
-    /// Python's `server_close` for a mix-in with `block_on_close`: wait for
-    /// the requests in flight (up to `close_timeout`), then stop the
-    /// workers. From a request itself (the last handle to the server
-    /// dropped by a handler) it cannot wait: its worker runs the others.
-    fn server_close(&self) {
-        let Some(workers) = self.pool.lock().take() else {
-            return;
-        };
-        let mut join = self.block_on_close && !suspend::in_coroutine();
-        if join {
-            let deadline = self.close_timeout.map(|t| Instant::now() + t);
-            let still_running = self.in_flight.wait_idle(deadline);
-            if still_running > 0 {
-                log::warn!(
-                    "server_close: {still_running} requests still running after close_timeout; \
-                     leaving them to finish"
-                );
-                join = false;
-            }
-        }
-        workers.stop(join);
-    }
-}
-
-type Task = Box<dyn FnOnce() + Send>;
+pub(super) type Task = Box<dyn FnOnce() + Send>;
 
 enum Message {
     Task(Task),
@@ -188,7 +33,7 @@ enum Message {
 
 /// The worker threads and the way to each.
 #[derive(Debug)]
-struct Workers {
+pub(super) struct Workers {
     inboxes: Vec<Inbox>,
     next: AtomicUsize,
     threads: Mutex<Vec<JoinHandle<()>>>,
@@ -210,7 +55,7 @@ impl std::fmt::Debug for Message {
 }
 
 impl Workers {
-    fn start(count: usize, stack_size: usize) -> std::io::Result<Workers> {
+    pub(super) fn start(count: usize, stack_size: usize) -> std::io::Result<Workers> {
         let mut inboxes = Vec::with_capacity(count);
         let mut threads = Vec::with_capacity(count);
         for n in 0..count {
@@ -236,7 +81,7 @@ impl Workers {
         })
     }
 
-    fn submit(&self, task: Task) -> std::io::Result<()> {
+    pub(super) fn submit(&self, task: Task) -> std::io::Result<()> {
         let n = self.next.fetch_add(1, Ordering::Relaxed) % self.inboxes.len();
         let inbox = &self.inboxes[n];
         inbox
@@ -249,7 +94,7 @@ impl Workers {
 
     /// Tells every worker to exit once its coroutines are done, and waits
     /// for them when `join`.
-    fn stop(&self, join: bool) {
+    pub(super) fn stop(&self, join: bool) {
         for inbox in &self.inboxes {
             let _ = inbox.sender.send(Message::Stop);
             inbox.wake.wake();
@@ -272,7 +117,7 @@ struct Coroutine {
     started: bool,
     /// Suspended, waiting for readiness or its deadline.
     waiting: bool,
-    /// Read readiness reported by epoll (`suspend::READABLE`,
+    /// Read readiness reported by epoll (`thread_locals::READABLE`,
     /// `READ_CLOSED`), for its reads to know when one would only say EAGAIN.
     readiness: u8,
     deadline: Option<Instant>,
@@ -290,7 +135,7 @@ struct Worker {
     /// odd size asks it to fill the stack to measure its use, touching
     /// every page).
     stack_words: usize,
-    coroutines: Slab,
+    coroutines: Slab<Coroutine>,
     runnable: VecDeque<(u64, Resume)>,
     deadlines: BTreeSet<(Instant, u64)>,
     stopping: bool,
@@ -308,7 +153,7 @@ impl Worker {
         crate::panic::capture_on_this_thread();
         let epoll = Rc::new(Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?);
         epoll.add(wake.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, WAKE))?;
-        suspend::become_worker(Rc::clone(&epoll));
+        thread_locals::become_worker(Rc::clone(&epoll));
         let words = stack_size.max(16 * 1024) / std::mem::size_of::<usize>();
         Ok(Worker {
             inbox,
@@ -399,10 +244,10 @@ impl Worker {
             return;
         };
         if events.intersects(EpollFlags::EPOLLIN) {
-            coroutine.readiness |= suspend::READABLE;
+            coroutine.readiness |= thread_locals::READABLE;
         }
         if events.intersects(EpollFlags::EPOLLRDHUP | EpollFlags::EPOLLHUP | EpollFlags::EPOLLERR) {
-            coroutine.readiness |= suspend::READABLE | suspend::READ_CLOSED;
+            coroutine.readiness |= thread_locals::READABLE | thread_locals::READ_CLOSED;
         }
         if let Some(deadline) = coroutine.deadline.take() {
             self.deadlines.remove(&(deadline, id));
@@ -417,7 +262,7 @@ impl Worker {
         let Some(coroutine) = self.coroutines.get_mut(id) else {
             return;
         };
-        suspend::enter_task(id, coroutine.readiness);
+        thread_locals::enter_task(id, coroutine.readiness);
         // Panics are caught inside, around the handler and the hooks
         // (process_request_thread); one escaping here (the generator's own,
         // such as a stack overflow) ends this request, not the worker.
@@ -429,7 +274,7 @@ impl Worker {
                 coroutine.generator.resume()
             }
         }));
-        coroutine.readiness = suspend::leave_task();
+        coroutine.readiness = thread_locals::leave_task();
         match yielded {
             Ok(Some(Suspend::Wait { fd, deadline })) if !coroutine.generator.is_done() => {
                 if !coroutine.fds.contains(&fd) {
@@ -457,56 +302,7 @@ impl Worker {
 
     fn finish(&mut self, id: u64) {
         if let Some(coroutine) = self.coroutines.remove(id) {
-            suspend::forget_task(id, &coroutine.fds);
+            thread_locals::forget_task(id, &coroutine.fds);
         }
-    }
-}
-
-/// The coroutines of a worker, by id: a slot index and the slot's
-/// generation, so that an id stays unique after its slot is reused (epoll
-/// events and deadlines of a finished coroutine are then ignored). Ids are
-/// never 0, the wake-up token.
-#[derive(Default)]
-struct Slab {
-    slots: Vec<(u32, Option<Coroutine>)>,
-    free: Vec<u32>,
-    len: usize,
-}
-
-impl Slab {
-    fn insert(&mut self, coroutine: Coroutine) -> u64 {
-        self.len += 1;
-        let index = match self.free.pop() {
-            Some(index) => index,
-            None => {
-                self.slots.push((0, None));
-                u32::try_from(self.slots.len() - 1).expect("fewer than 2^32 coroutines")
-            }
-        };
-        let slot = &mut self.slots[index as usize];
-        slot.0 = slot.0.wrapping_add(1);
-        slot.1 = Some(coroutine);
-        (u64::from(slot.0) << 32) | (u64::from(index) + 1)
-    }
-
-    fn slot(&mut self, id: u64) -> Option<&mut (u32, Option<Coroutine>)> {
-        let index = usize::try_from((id & 0xffff_ffff).checked_sub(1)?).ok()?;
-        let slot = self.slots.get_mut(index)?;
-        (u64::from(slot.0) == id >> 32).then_some(slot)
-    }
-
-    fn get_mut(&mut self, id: u64) -> Option<&mut Coroutine> {
-        self.slot(id)?.1.as_mut()
-    }
-
-    fn remove(&mut self, id: u64) -> Option<Coroutine> {
-        let coroutine = self.slot(id)?.1.take()?;
-        self.free.push((id & 0xffff_ffff) as u32 - 1);
-        self.len -= 1;
-        Some(coroutine)
-    }
-
-    fn is_empty(&self) -> bool {
-        self.len == 0
     }
 }
