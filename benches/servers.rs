@@ -953,7 +953,7 @@ fn framed(config: &Config, bins: &Bins, results: &mut Results) {
                 size_name(body)
             ),
             &format!(
-                "Seed 000's protocol: `struct.pack('i')` header length, JSON header `{{\"total_size\", \"md5\"}}`, body; the server checks the MD5 and answers `{{\"total_size\": 0, \"ok\": true}}`. {} connections. Rust: examples/bench_framed_server.rs (`ThreadingTCPServer` and `CoroutineTCPServer`, `MessageCodec`); Python: `ThreadingTCPServer`, `StreamRequestHandler`, `json`, `hashlib.md5`. The MD5 of one body alone, in a loop, in-process: {}.",
+                "The tutorials' framed remote-command protocol: `struct.pack('i')` header length, JSON header `{{\"total_size\", \"md5\"}}`, body; the server checks the MD5 and answers `{{\"total_size\": 0, \"ok\": true}}`. {} connections. Rust: examples/bench_framed_server.rs (`ThreadingTCPServer` and `CoroutineTCPServer`, `MessageCodec`); Python: `ThreadingTCPServer`, `StreamRequestHandler`, `json`, `hashlib.md5`. The MD5 of one body alone, in a loop, in-process: {}.",
                 config.framed_connections, md5
             ),
             ping_pong_figures(),

@@ -1,6 +1,7 @@
 //! `cargo run --release --example bench_framed_server -- --bind 127.0.0.1:0
 //! [--mode threading|coroutine]` — the benchmark's CPU-bound handler
-//! (benches/servers.rs, scenario g): seed 000's framed protocol on a
+//! (benches/servers.rs, scenario g): the framed protocol of the tutorials'
+//! remote-command server (header length, JSON header, body) on a
 //! `ThreadingTCPServer` or a `CoroutineTCPServer`.
 //!
 //! The client sends messages of a native `i32` header length, a JSON header

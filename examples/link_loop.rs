@@ -1,5 +1,5 @@
-//! `cargo run --example link_loop` — seed 000_ff7e756d5558291e.txt, 四.二
-//! "加上链接循环和通信循环" (and seed 004's 加入链接循环/加入通信循环): the
+//! `cargo run --example link_loop` — the tutorials' TCP echo server with a
+//! link loop and a communication loop ("加上链接循环和通信循环"): the
 //! link loop (`while True: conn, addr = phone.accept()`) serves one client
 //! after another; the communication loop talks to each until it leaves.
 //!
@@ -17,7 +17,7 @@ fn communication_loop(request: &mut StreamRequest<'_>) -> io::Result<()> {
         let msg = request.rfile.fill_buf()?;
         if msg.is_empty() {
             // "if len(msg) == 0: break" — without it, a client that leaves
-            // makes recv return b'' for ever: the seed's endless loop.
+            // makes recv return b'' for ever: the Python server's endless loop.
             println!("server: {} left", request.client_address);
             return Ok(());
         }

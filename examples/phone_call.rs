@@ -1,5 +1,6 @@
-//! `cargo run --example phone_call` — seed 000_ff7e756d5558291e.txt, 三.7
-//! "用打电话的流程快速描述socket通信": one call (one connection), a few
+//! `cargo run --example phone_call` — the tutorials' phone-call echo
+//! ("用打电话的流程快速描述socket通信", socket communication told as a phone
+//! call): one call (one connection), a few
 //! sentences, each answered upper-cased (`conn.send(data.upper())`).
 //!
 //! Python's server accepts once and talks until the line drops; here that is
@@ -12,7 +13,7 @@ use std::sync::Arc;
 use socketserver::{BaseServer, StreamRequest, TCPServer};
 
 /// The communication loop: `data = conn.recv(1024)`, `conn.send(data.upper())`,
-/// until the client hangs up (`if not data: break`, which the seed learns it needs).
+/// until the client hangs up (`if not data: break`, which the tutorial learns it needs).
 fn handle(request: &mut StreamRequest<'_>) -> io::Result<()> {
     loop {
         let data = request.rfile.fill_buf()?;

@@ -1,6 +1,6 @@
-//! `cargo run --example qq_chat` — seed 000_ff7e756d5558291e.txt, 五.三
-//! "应用一:qq聊天": UDP has no connection, so several clients can talk to one
-//! server at once. The seed's server replies with `input('回复消息: ')`; here
+//! `cargo run --example qq_chat` — the tutorials' QQ chat over UDP
+//! ("qq聊天"): UDP has no connection, so several clients can talk to one
+//! server at once. The Python server replies with `input('回复消息: ')`; here
 //! it replies automatically, so the example runs by itself (the
 //! `socketserver chat` command prompts when run in a terminal).
 

@@ -1,5 +1,6 @@
-//! `cargo run --example sticky_exec_fixed` — seed 000_ff7e756d5558291e.txt,
-//! 六.三.2 "解决粘包的最终版": each reply is `struct.pack('i', len(header))`,
+//! `cargo run --example sticky_exec_fixed` — the final version of the
+//! tutorials' remote-command server ("解决粘包的最终版", the 粘包 fix's
+//! final form): each reply is `struct.pack('i', len(header))`,
 //! a JSON header (`filename`, `total_size`, `md5`), then the body, so the
 //! client reads exactly `total_size` bytes and no reply bleeds into the next.
 //! The `socketserver exec` command is the full version of this server.
@@ -13,7 +14,7 @@ use socketserver::framing::{header_for, LengthPrefix, MessageCodec};
 use socketserver::{BaseServer, StreamRequest, ThreadingTCPServer};
 
 fn handle(request: &mut StreamRequest<'_>) -> io::Result<()> {
-    let codec = MessageCodec::new(LengthPrefix::NativeI32); // struct 'i', as the seed
+    let codec = MessageCodec::new(LengthPrefix::NativeI32); // struct 'i', as the Python server
     let mut cmd = [0; 1024];
     loop {
         let n = request.rfile.read(&mut cmd)?;
@@ -30,7 +31,7 @@ fn handle(request: &mut StreamRequest<'_>) -> io::Result<()> {
             _ => format!("error: {line:?} is not one of seq, pwd, echo\n").into_bytes(),
         };
         let mut header = header_for(&body); // total_size and md5
-        header.filename = Some("a.txt".into()); // the seed's placeholder
+        header.filename = Some("a.txt".into()); // the Python server's placeholder
         codec.write_message(&mut request.wfile, &header, &body)?;
     }
 }

@@ -1,9 +1,10 @@
-//! `cargo run --example sticky_exec_naive` — seed 000_ff7e756d5558291e.txt,
-//! 六.一 "粘包现象" (and seed 002's "简单的 ssh"): a remote command server
+//! `cargo run --example sticky_exec_naive` — the tutorials' remote-command
+//! server before any fix ("粘包现象", the sticky-packet phenomenon, shown
+//! with a "简单的 ssh", a minimal ssh): a remote command server
 //! that sends the output raw, and a client that reads `recv(1024)`. A long
 //! output does not fit; its tail arrives as the start of the *next* reply.
 //!
-//! The commands are fixed and run without a shell (the seed uses
+//! The commands are fixed and run without a shell (the Python server uses
 //! `shell=True`; never do that with input from the network).
 
 use std::io::{self, Read, Write};
@@ -13,7 +14,7 @@ use std::sync::Arc;
 
 use socketserver::{BaseServer, StreamRequest, ThreadingTCPServer};
 
-/// The seed's server loop: `cmd = conn.recv(1024)`, run it, `conn.send(stdout + stderr)`.
+/// The Python server's loop: `cmd = conn.recv(1024)`, run it, `conn.send(stdout + stderr)`.
 fn handle(request: &mut StreamRequest<'_>) -> io::Result<()> {
     let mut cmd = [0; 1024];
     loop {
@@ -45,7 +46,7 @@ fn main() -> io::Result<()> {
         client.write_all(cmd.as_bytes())?;
         // Give the whole reply time to arrive, as a person typing would.
         std::thread::sleep(std::time::Duration::from_millis(200));
-        let mut data = [0; 1024]; // the seed's phone.recv(1024)
+        let mut data = [0; 1024]; // the Python client's phone.recv(1024)
         let n = client.read(&mut data)?;
         let text = String::from_utf8_lossy(&data[..n]);
         println!(

@@ -1,5 +1,5 @@
-//! `cargo run --example thread_limited` — seed 001_a420eaa3b8865800.txt, the
-//! "服务端多线程提供服务" server with `max_connect = 5`: it counted threads
+//! `cargo run --example thread_limited` — the tutorials' thread-limited
+//! server ("服务端多线程提供服务", with `max_connect = 5`): it counted threads
 //! (`if len(threading.enumerate()) < max_connect`) and silently dropped the
 //! connections over the limit. A bounded pool does it properly: five
 //! workers, the rest wait their turn in the queue instead of being lost.
@@ -25,7 +25,7 @@ fn main() -> io::Result<()> {
         r.wfile
             .write_all(format!("服务端收到了你发来的“{}”信息!\n", data.trim()).as_bytes())
     })?;
-    server.mixin.workers = 5; // the seed's max_connect
+    server.mixin.workers = 5; // the Python server's max_connect
     let server = Arc::new(server);
     let serving = {
         let server = Arc::clone(&server);

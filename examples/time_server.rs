@@ -1,5 +1,5 @@
-//! `cargo run --example time_server` — seed 000_ff7e756d5558291e.txt, 五.四
-//! "应用二:时间服务器(NTP服务)": the datagram is a `strftime` format; empty
+//! `cargo run --example time_server` — the tutorials' UDP time server
+//! ("时间服务器(NTP服务)"): the datagram is a `strftime` format; empty
 //! means `%Y-%m-%d %X`. (This example formats with Python itself, through
 //! python3, to stay free of a date crate; `socketserver time` uses chrono.)
 

@@ -1,5 +1,6 @@
-//! `cargo run --example transceiver` — seed 001_a420eaa3b8865800.txt,
-//! "自定义类处理收发消息和文件": the Transceiver sends messages (a 4-byte
+//! `cargo run --example transceiver` — the tutorials' message-and-file
+//! server and client ("自定义类处理收发消息和文件", a custom class for
+//! messages and files): the Transceiver sends messages (a 4-byte
 //! big-endian length, then the text) and files ("name,length", then the raw
 //! bytes). The server answers each message with a timestamped
 //! acknowledgement; "file" starts an upload; "q" ends the session. Here the
@@ -15,7 +16,8 @@ use socketserver::{BaseServer, StreamRequest, ThreadPoolTCPServer};
 
 fn main() -> io::Result<()> {
     let work = std::env::temp_dir().join(format!("transceiver-example-{}", std::process::id()));
-    let (inbox, outbox) = (work.join("d-2"), work.join("d-1")); // the seed's d:/2 and d:/1
+    // The Python server's d:/2 and the Python client's d:/1.
+    let (inbox, outbox) = (work.join("d-2"), work.join("d-1"));
     std::fs::create_dir_all(&inbox)?;
     std::fs::create_dir_all(&outbox)?;
     std::fs::write(
@@ -43,7 +45,7 @@ fn main() -> io::Result<()> {
         }
         Ok(())
     })?;
-    server.mixin.workers = 5; // the seed's max_connect
+    server.mixin.workers = 5; // the Python server's max_connect
     let server = Arc::new(server);
     let serving = {
         let server = Arc::clone(&server);

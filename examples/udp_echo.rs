@@ -1,7 +1,8 @@
-//! `cargo run --example udp_echo` — seed 000_ff7e756d5558291e.txt, 五.二
-//! "udp套接字简单示例": no listen, no accept, no link loop — each datagram is
+//! `cargo run --example udp_echo` — the tutorials' UDP echo
+//! ("udp套接字简单示例"): no listen, no accept, no link loop — each datagram is
 //! a request, answered with `server.sendto(msg.upper(), client_addr)`.
-//! An empty message is still a datagram (the seed's "发送空不会报错").
+//! An empty message is still a datagram (the tutorial's "发送空不会报错":
+//! sending nothing is no error).
 
 use std::io;
 use std::net::UdpSocket;

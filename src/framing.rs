@@ -1,14 +1,15 @@
-//! Length-prefixed frames and header+body messages: the seeds' answer to 粘包.
+//! Length-prefixed frames and header+body messages: the Python socket
+//! tutorials' answer to 粘包.
 //!
 //! TCP carries a stream of bytes, not messages: two quick `send`s may arrive
 //! as one `recv`, and one `send` may arrive as two. This is 粘包 ("sticky
 //! packets"). The cure is to say, before each message, how long it is:
 //!
-//! | Python (the seeds)                                   | Rust                                    |
+//! | Python (the tutorials)                               | Rust                                    |
 //! |------------------------------------------------------|-----------------------------------------|
-//! | `struct.pack('!I', n)` + payload (seed 001's `pack`) | [`FrameCodec`] with [`LengthPrefix::BigEndianU32`] |
-//! | `struct.pack('i', n)` + payload (seeds 000 and 002)  | [`FrameCodec`] with [`LengthPrefix::NativeI32`]    |
-//! | `struct.pack('i', len(h))` + `json.dumps(header)` + body (seed 000) | [`MessageCodec`] and [`Header`] |
+//! | `struct.pack('!I', n)` + payload (the message-and-file transceiver's hand-written `pack`) | [`FrameCodec`] with [`LengthPrefix::BigEndianU32`] |
+//! | `struct.pack('i', n)` + payload (the remote-command server's first fix: output length, then output) | [`FrameCodec`] with [`LengthPrefix::NativeI32`]    |
+//! | `struct.pack('i', len(h))` + `json.dumps(header)` + body (the remote-command server's final version) | [`MessageCodec`] and [`Header`] |
 //!
 //! Every length read from the peer is checked against a maximum *before*
 //! anything is allocated for it, so a peer that announces four gigabytes
@@ -47,7 +48,7 @@ use sha2::Sha256;
 pub const DEFAULT_MAX_FRAME: usize = 16 * 1024 * 1024;
 
 /// [`MessageCodec`]'s default maximum JSON header: 64 KiB, a thousand times
-/// seed 000's header.
+/// the remote-command server's header.
 pub const DEFAULT_MAX_HEADER: usize = 64 * 1024;
 
 /// [`MessageCodec`]'s default maximum body: 1 GiB, held in memory by
@@ -61,14 +62,15 @@ const COALESCE: usize = 64 * 1024;
 /// How a frame's 4-byte length is encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum LengthPrefix {
-    /// Unsigned 32-bit big-endian, Python's `struct.pack('!I', n)` and seed
-    /// 001's hand-written `pack`: lengths from 0 to 4294967295. The default.
+    /// Unsigned 32-bit big-endian, Python's `struct.pack('!I', n)` and the
+    /// file transceiver's hand-written `pack`: lengths from 0 to 4294967295.
+    /// The default.
     #[default]
     BigEndianU32,
     /// Signed 32-bit in the machine's byte order, Python's
-    /// `struct.pack('i', n)` as seeds 000 and 002 use it: little-endian on
-    /// x86 and ARM, so both ends must share a byte order. Lengths from 0 to
-    /// 2147483647; a negative length read is an error.
+    /// `struct.pack('i', n)` as the tutorials' remote-command server uses it:
+    /// little-endian on x86 and ARM, so both ends must share a byte order.
+    /// Lengths from 0 to 2147483647; a negative length read is an error.
     NativeI32,
 }
 
@@ -193,7 +195,8 @@ impl FrameCodec {
     }
 }
 
-/// Seed 000's message header, `{"filename": "a.txt", "total_size": N, "md5": "…"}`.
+/// The remote-command server's message header, `{"filename": "a.txt",
+/// "total_size": N, "md5": "…"}`.
 ///
 /// Fields other than these are kept in [`extra`](Header::extra).
 ///
@@ -239,12 +242,13 @@ pub fn header_for(body: &[u8]) -> Header {
     }
 }
 
-/// Header+body messages, seed 000's final protocol: a length-prefixed JSON
-/// header, then [`total_size`](Header::total_size) bytes of body.
+/// Header+body messages, the final protocol of the tutorials' remote-command
+/// server: a length-prefixed JSON header, then
+/// [`total_size`](Header::total_size) bytes of body.
 ///
 /// Headers are written exactly as Python's `json.dumps(header).encode()`
 /// writes them (`", "` and `": "` separators, non-ASCII as `\uXXXX`), so the
-/// bytes match seed 000's server byte for byte.
+/// bytes match the Python remote-command server's byte for byte.
 ///
 /// ```
 /// use socketserver::framing::{header_for, MessageCodec};
@@ -259,7 +263,8 @@ pub fn header_for(body: &[u8]) -> Header {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MessageCodec {
     /// How the header's length is encoded. Defaults to
-    /// [`LengthPrefix::NativeI32`], seed 000's `struct.pack('i', …)`.
+    /// [`LengthPrefix::NativeI32`], the remote-command server's
+    /// `struct.pack('i', …)`.
     pub prefix: LengthPrefix,
     /// The largest JSON header written or accepted. Defaults to
     /// [`DEFAULT_MAX_HEADER`].
@@ -425,7 +430,8 @@ fn read_body<R: Read + ?Sized>(r: &mut R, len: usize) -> Result<Vec<u8>, FrameEr
 }
 
 /// Writes JSON as Python's `json.dumps` does by default: `", "` and `": "`
-/// separators and `ensure_ascii`, so that headers match seed 000's bytes.
+/// separators and `ensure_ascii`, so that headers match the Python
+/// remote-command server's bytes.
 struct PythonFormatter;
 
 impl serde_json::ser::Formatter for PythonFormatter {
@@ -548,7 +554,7 @@ impl From<FrameError> for io::Error {
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Checksum {
-    /// MD5, what the seeds use (Python's `hashlib.md5`). The default. Catches
+    /// MD5, what the tutorials use (Python's `hashlib.md5`). The default. Catches
     /// corruption, not tampering.
     #[default]
     Md5,

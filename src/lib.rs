@@ -130,9 +130,11 @@
 //!
 //! # Framing
 //!
-//! TCP is a stream: two sends may arrive as one receive (the seeds' 粘包).
+//! TCP is a stream: two sends may arrive as one receive (粘包, "sticky
+//! packets", as the Chinese Python socket tutorials this crate ports call it).
 //! [`framing`] has length-prefixed frames and header+body messages, and
-//! [`transceiver`] the seeds' message-and-file transceiver.
+//! [`transceiver`] the tutorials' message-and-file transceiver (its Python
+//! `Transceiver` class).
 #![deny(unsafe_code)]
 
 mod address;

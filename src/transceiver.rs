@@ -1,16 +1,17 @@
-//! Seed 001's `Transceiver`: messages and files over one stream, wire
-//! compatible with the seed's Python `common.py`.
+//! The Python socket tutorial's `Transceiver` class: messages and files over
+//! one stream, wire compatible with that Python class.
 //!
-//! The protocol, as the seed defines it:
+//! The protocol, as the Python class defines it:
 //!
-//! - a **message** is a 4-byte big-endian length (seed 001's `pack`, Python's
-//!   `struct.pack('!I', n)`), then that many bytes of UTF-8;
+//! - a **message** is a 4-byte big-endian length (the class's hand-written
+//!   `pack`, Python's `struct.pack('!I', n)`), then that many bytes of UTF-8;
 //! - a **file** is a message `"name,length"`, then exactly `length` raw bytes.
 //!
 //! Between Rust peers a file may be *verified*: the header message becomes
 //! `"name,length,<algorithm>:<hex>"` (`md5` or `sha256`) and the receiver
-//! answers with a message, `"ok"` or `"error: <reason>"`. A seed Python peer
-//! never sends the third field and never reads a reply, and it gets none.
+//! answers with a message, `"ok"` or `"error: <reason>"`. A Python peer (the
+//! tutorial's class) never sends the third field and never reads a reply, and
+//! it gets none.
 //!
 //! A received file is streamed to a temporary file in [`Transceiver::dir`]
 //! and renamed into place only once it is complete (and its checksum, if
@@ -45,11 +46,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::framing::{Checksum, FrameCodec};
 
 /// The default chunk in which files are read, sent and written: 64 KiB, the
-/// seed's `buffer=65536`.
+/// Python class's `buffer=65536`.
 pub const DEFAULT_CHUNK: usize = 64 * 1024;
 
-/// The default largest file sent or accepted: 4294967295 bytes, the seed's
-/// limit (its `pack` carries no more).
+/// The default largest file sent or accepted: 4294967295 bytes, the Python
+/// class's limit (its `pack` carries no more).
 pub const DEFAULT_MAX_FILE: u64 = 4 * 1024 * 1024 * 1024 - 1;
 
 /// The default largest message sent or accepted: 1 MiB.
@@ -61,18 +62,18 @@ static TEMPORARY: AtomicU64 = AtomicU64::new(0);
 /// How many existing temporary names to skip before giving up.
 const TEMPORARY_ATTEMPTS: u32 = 1000;
 
-/// Seed 001's `Transceiver`: sends and receives messages and files over a
-/// stream (a socket, usually).
+/// The Python tutorial's `Transceiver` class: sends and receives messages and
+/// files over a stream (a socket, usually).
 ///
-/// The settings are public fields, each with a default, as the seed's
+/// The settings are public fields, each with a default, as the Python class's
 /// constructor arguments were.
 #[derive(Debug)]
 pub struct Transceiver<S> {
     stream: S,
-    /// Where received files go (the seed's `path`).
+    /// Where received files go (the Python class's `path`).
     pub dir: PathBuf,
-    /// Bytes per read and write of a file (the seed's `buffer`). Defaults to
-    /// [`DEFAULT_CHUNK`].
+    /// Bytes per read and write of a file (the Python class's `buffer`).
+    /// Defaults to [`DEFAULT_CHUNK`].
     pub chunk: usize,
     /// The largest file sent or accepted. Defaults to [`DEFAULT_MAX_FILE`].
     pub max_file_size: u64,
@@ -139,7 +140,7 @@ impl<S: Read + Write> Transceiver<S> {
         FrameCodec::default().with_max_frame(self.max_message)
     }
 
-    /// Sends a message (the seed's `send`): its UTF-8 length as 4 big-endian
+    /// Sends a message (the Python `send`): its UTF-8 length as 4 big-endian
     /// bytes, then the bytes.
     pub fn send(&mut self, message: &str) -> io::Result<()> {
         self.codec()
@@ -147,7 +148,7 @@ impl<S: Read + Write> Transceiver<S> {
         self.stream.flush()
     }
 
-    /// Receives a message (the seed's `recv`); `Ok(None)` if the peer closed
+    /// Receives a message (the Python `recv`); `Ok(None)` if the peer closed
     /// the connection between messages.
     ///
     /// A message longer than [`max_message`](Transceiver::max_message) is
@@ -162,12 +163,12 @@ impl<S: Read + Write> Transceiver<S> {
             .map_err(|e| invalid(format!("message is not valid utf-8: {e}")))
     }
 
-    /// Sends the file at `path` (the seed's `send_file`) and calls `progress`
+    /// Sends the file at `path` (the Python `send_file`) and calls `progress`
     /// with the bytes sent so far after each chunk. The name sent is the
     /// path's last component.
     ///
-    /// With `verified` false this is exactly the seed's form, which its
-    /// Python `recv_file` reads: a `"name,length"` message, then the bytes.
+    /// With `verified` false this is exactly the Python class's form, which
+    /// its `recv_file` reads: a `"name,length"` message, then the bytes.
     /// With `verified` true (a Rust receiver) the message carries a third
     /// field, the file's [`checksum`](Transceiver::checksum), computed in a
     /// first pass over the file, and the receiver's reply is awaited: `"ok"`,
@@ -175,7 +176,7 @@ impl<S: Read + Write> Transceiver<S> {
     /// the receiver gave up and hung up before the file was all sent.
     ///
     /// A file larger than [`max_file_size`](Transceiver::max_file_size) is
-    /// refused before anything is sent (the seed returns `-2`).
+    /// refused before anything is sent (the Python `send_file` returns `-2`).
     ///
     /// ```no_run
     /// use socketserver::transceiver::Transceiver;
@@ -288,11 +289,11 @@ impl<S: Read + Write> Transceiver<S> {
         })
     }
 
-    /// Receives a file (the seed's `recv_file`) into
+    /// Receives a file (the Python `recv_file`) into
     /// [`dir`](Transceiver::dir), under the sender's name reduced by
     /// [`plain_file_name`]. An existing file of that name is replaced.
     ///
-    /// Reads a header message, `"name,length"` (a seed sender) or
+    /// Reads a header message, `"name,length"` (a Python sender) or
     /// `"name,length,<algorithm>:<hex>"` (a verified sender, which is then
     /// answered `"ok"` or `"error: <reason>"`), then `length` bytes in
     /// chunks of [`chunk`](Transceiver::chunk), never the whole file in

@@ -1,5 +1,6 @@
 //! Framing: round trips, byte-exact agreement with Python's `struct` and
-//! `json.dumps` (seeds 000, 001 and 002), and hostile input.
+//! `json.dumps` (as the tutorials' remote-command server and file
+//! transceiver use them), and hostile input.
 
 mod util;
 
@@ -90,7 +91,8 @@ fn seed_000_message_is_byte_identical_to_python() {
     if !util::require_tool("python3") {
         return;
     }
-    // Seed 000's server: struct.pack('i', len(head_bytes)), json.dumps(header), body.
+    // The remote-command server's final version: struct.pack('i', len(head_bytes)),
+    // json.dumps(header), body.
     let script = r#"
 import hashlib, json, struct, sys
 body = sys.stdin.buffer.read()

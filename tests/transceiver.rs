@@ -1,5 +1,6 @@
-//! Seed 001's Transceiver over real loopback sockets, against itself and
-//! against a faithful copy of the seed's Python `common.py`.
+//! The tutorial's message-and-file Transceiver over real loopback sockets,
+//! against itself and against a faithful copy of the Python `Transceiver`
+//! class.
 
 mod util;
 
@@ -17,8 +18,9 @@ use socketserver::transceiver::{plain_file_name, FileReceipt, Transceiver};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Seed 001's common.py, as published (comments translated, nothing else
-/// changed), and a client that uses it as the seed's client.py does.
+/// The tutorial's Python `Transceiver` class, as published (comments
+/// translated, nothing else changed), and a client that uses it as the
+/// tutorial's Python client does.
 const SEED_PY: &str = r#"
 import socket, sys
 from os.path import getsize
@@ -186,7 +188,7 @@ fn finish(child: Child) -> String {
     String::from_utf8(output.stdout).unwrap()
 }
 
-/// Starts the seed's Python client in `mode` against a new listener; the
+/// Starts the tutorial's Python client in `mode` against a new listener; the
 /// accepted connection. A test calling this first checks
 /// `util::require_tool("python3")`.
 fn python_seed(mode: &str, path: &Path, name: &str) -> (Child, TcpStream) {
@@ -317,7 +319,7 @@ fn seed_form_file_round_trip() {
     let receiver = thread::spawn(move || {
         let mut t = Transceiver::new(b, target);
         let receipt = t.recv_file().unwrap();
-        // The seed form gets no reply: the next thing on the wire is the sender's.
+        // The Python form gets no reply: the next thing on the wire is the sender's.
         (receipt, t.recv().unwrap())
     });
     let mut sender = Transceiver::new(a, from.path());
@@ -344,7 +346,7 @@ fn python_seed_client_sends_message_and_file_to_rust() {
     fs::write(from.path().join("报告.pdf"), &data).unwrap();
     let (child, stream) = python_seed("send", from.path(), "报告.pdf");
 
-    // The seed's server loop.
+    // The Python server's loop.
     let mut server = Transceiver::new(stream, to.path());
     let mut messages = Vec::new();
     loop {
@@ -462,7 +464,7 @@ fn size_over_limit_is_refused_with_nothing_written() {
     );
     assert_eq!(reply, Some(format!("error: {err}")));
 
-    // Seed form: refused without one, at the seed's own 4 GiB limit.
+    // Python form: refused without one, at the Python class's own 4 GiB limit.
     let (result, reply) = upload(dir.path(), "report.pdf,5000000000", &[0; 100], |_| {});
     let err = result.unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::InvalidData);

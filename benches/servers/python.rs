@@ -6,7 +6,7 @@
 //! connections still open).
 
 /// `ThreadingTCPServer` (`tcp`) or `UDPServer` (`udp`) echo. The stream
-/// handler is the seeds' communication loop (`recv`, `sendall`) with an 8 KiB
+/// handler is the tutorials' communication loop (`recv`, `sendall`) with an 8 KiB
 /// read, as the Rust servers read.
 pub const ECHO_SERVER: &str = r#"
 import signal, socketserver, sys
@@ -38,7 +38,8 @@ with server:
     server.serve_forever()
 "#;
 
-/// Seed 000's protocol on a `ThreadingTCPServer` (scenario g), the twin of
+/// The tutorials' framed remote-command protocol (header length, JSON header,
+/// body) on a `ThreadingTCPServer` (scenario g), the twin of
 /// examples/bench_framed_server.rs: `struct.unpack('i')` for the header
 /// length, `json.loads` for the header, `hashlib.md5` over the body, and a
 /// header-only reply `{"total_size": 0, "ok": true}`.

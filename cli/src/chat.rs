@@ -1,5 +1,5 @@
-//! `socketserver chat`: the seeds' UDP "QQ chat" server. Each message is
-//! printed as the seed prints it; the reply is typed at the prompt, or, when
+//! `socketserver chat`: the tutorials' UDP "QQ chat" server. Each message is
+//! printed as the Python server prints it; the reply is typed at the prompt, or, when
 //! stdin is not a terminal, an automatic acknowledgement (so it can be
 //! scripted).
 
@@ -17,7 +17,7 @@ pub struct ChatArgs {
     bind: String,
 }
 
-/// The seed's line, coloured on a terminal: `来自[ip:port]的一条消息:…`.
+/// The Python server's line, coloured on a terminal: `来自[ip:port]的一条消息:…`.
 pub fn incoming(from: &str, message: &str, colour: bool) -> String {
     if colour {
         format!("来自[{from}]的一条消息:\x1b[1;44m{message}\x1b[0m")

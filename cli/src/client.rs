@@ -1,6 +1,6 @@
-//! `socketserver client …`: the seeds' clients, for each server. Messages
+//! `socketserver client …`: the tutorials' clients, for each server. Messages
 //! come from the command line, or, with none, one per line from stdin (the
-//! seeds' `input('>>: ')`).
+//! Python clients' `input('>>: ')`).
 
 use std::io::{self, BufRead, IsTerminal, Read, Write};
 use std::net::{TcpStream, UdpSocket};
@@ -37,7 +37,7 @@ pub enum ClientCommand {
         /// Formats (an empty one means the server's default).
         formats: Vec<String>,
     },
-    /// Run commands on `socketserver exec` (seed 000's framed protocol).
+    /// Run commands on `socketserver exec` (length + JSON header framing).
     Exec {
         #[command(flatten)]
         to: Connect,
@@ -51,8 +51,8 @@ pub enum ClientCommand {
         /// Upload this file (repeatable), after the messages.
         #[arg(long = "upload", value_name = "FILE")]
         uploads: Vec<PathBuf>,
-        /// Send uploads in the seed's exact form (no checksum, no reply), as
-        /// the original Python server expects.
+        /// Send uploads in the Python Transceiver's exact form (no checksum, no
+        /// reply), as the original Python server expects.
         #[arg(long)]
         compat: bool,
         /// Messages to send (none and no uploads: read lines from stdin).
@@ -110,7 +110,7 @@ fn stream_echo(
 ) -> io::Result<()> {
     for message in items {
         if message.is_empty() {
-            continue; // the seeds' `if not msg: continue`: TCP cannot carry an empty message
+            continue; // the Python clients' `if not msg: continue`: TCP cannot carry an empty message
         }
         stream.write_all(message.as_bytes())?;
         let mut reply = vec![0; message.len()];
@@ -282,7 +282,7 @@ pub fn run(command: ClientCommand) -> io::Result<()> {
             let socket = udp_socket(&to.connect)?;
             for message in messages(given) {
                 if message.is_empty() {
-                    continue; // the seed's `if not msg: continue`
+                    continue; // the Python QQ chat client's `if not msg: continue`
                 }
                 let reply = udp_exchange(&socket, message.as_bytes())?;
                 let from = socket.peer_addr()?.to_string();

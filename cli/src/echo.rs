@@ -1,5 +1,6 @@
-//! `socketserver echo`: the seeds' phone-call echo (`conn.send(data.upper())`),
-//! the link loop and communication loop, and the UDP echo.
+//! `socketserver echo`: the tutorials' phone-call echo
+//! (`conn.send(data.upper())`), the link loop and communication loop, and the
+//! UDP echo.
 
 use std::io::{self, Read, Write};
 use std::time::Duration;
@@ -25,7 +26,7 @@ pub struct EchoArgs {
     /// Worker threads for --mode pool and --mode coroutine.
     #[arg(long)]
     workers: Option<usize>,
-    /// Send back upper-cased, as the seeds do.
+    /// Send back upper-cased, as the Python tutorials do.
     #[arg(long)]
     upper: bool,
     /// Close a connection that sends nothing for this many seconds.
@@ -33,7 +34,7 @@ pub struct EchoArgs {
     timeout: Option<f64>,
 }
 
-/// The seeds' communication loop: `while True: data = conn.recv(1024); if
+/// The tutorials' communication loop: `while True: data = conn.recv(1024); if
 /// not data: break; conn.send(data.upper())` — every chunk as it arrives.
 #[derive(Debug, Clone)]
 pub struct StreamEcho {
@@ -48,7 +49,7 @@ impl RequestHandler for StreamEcho {
     fn options(&self) -> StreamOptions {
         StreamOptions {
             timeout: self.timeout,
-            // The loop reads the connection itself, as the seeds'
+            // The loop reads the connection itself, as the Python servers'
             // `conn.recv` does: `rfile` goes unused and needs no buffer.
             rbufsize: 0,
             ..StreamOptions::default()
@@ -82,7 +83,7 @@ impl RequestHandler for StreamEcho {
     }
 }
 
-/// The seeds' UDP echo: `server.sendto(msg.upper(), client_addr)`.
+/// The tutorials' UDP echo: `server.sendto(msg.upper(), client_addr)`.
 #[derive(Debug, Clone)]
 pub struct DatagramEcho {
     pub upper: bool,

@@ -1,11 +1,12 @@
-//! `socketserver exec`: the seeds' remote command runner ("简单的 ssh"), with
-//! the 粘包 fix of seed 000's final version: each reply is a 4-byte header
+//! `socketserver exec`: the tutorials' remote command runner ("简单的 ssh"),
+//! with the final version of its 粘包 fix: each reply is a 4-byte header
 //! length (`struct.pack('i', …)`), a JSON header with `total_size`, then
 //! stdout and stderr.
 //!
-//! Safe by default, unlike the seeds' `subprocess.Popen(cmd, shell=True)`:
-//! loopback only, no shell, and only allow-listed programs; `--any` lifts
-//! the list (and the loopback rule), with a warning.
+//! Safe by default, unlike the Python servers'
+//! `subprocess.Popen(cmd, shell=True)`: loopback only, no shell, and only
+//! allow-listed programs; `--any` lifts the list (and the loopback rule), with
+//! a warning.
 
 use std::collections::BTreeSet;
 use std::io::{self, Read};
@@ -201,7 +202,7 @@ pub fn execute(line: &str, policy: &Policy) -> Result<(Vec<u8>, Option<i32>), St
             _ => format!("{program}: cannot start: {e}"),
         })?;
     // Read both pipes at once (a full pipe would stall the child), and stop
-    // waiting at the time limit: the seeds' `top` would never return.
+    // waiting at the time limit: the Python servers' `top` would never return.
     let (done, finished) = mpsc::channel();
     let readers: Vec<_> = [
         child
@@ -247,7 +248,7 @@ pub fn execute(line: &str, policy: &Policy) -> Result<(Vec<u8>, Option<i32>), St
     Ok((output, status.code()))
 }
 
-/// The seed's reply: header length (struct 'i'), JSON header, body.
+/// The Python server's reply: header length (struct 'i'), JSON header, body.
 pub fn reply(line: &str, result: Result<(Vec<u8>, Option<i32>), String>) -> (Header, Vec<u8>) {
     let (body, status, error) = match result {
         Ok((output, status)) => (output, status, None),
@@ -276,7 +277,7 @@ impl RequestHandler for ExecHandler {
         let codec = MessageCodec::new(LengthPrefix::NativeI32);
         let mut buf = [0; 1024];
         loop {
-            // The seed's `cmd = conn.recv(1024)`: one read is one command.
+            // The Python server's `cmd = conn.recv(1024)`: one read is one command.
             let n = request.rfile.read(&mut buf)?;
             if n == 0 {
                 return Ok(());

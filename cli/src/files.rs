@@ -1,8 +1,9 @@
-//! `socketserver files`: seed 001's message and file server. A message is
-//! answered with a timestamped acknowledgement, "file" starts an upload
-//! (stored in --dir), "q" ends the session. The seed limited itself to five
-//! threads (`if len(threading.enumerate()) <= max_connect`); this runs on a
-//! pool of five workers.
+//! `socketserver files`: the tutorials' message and file server (its Python
+//! `Transceiver` class). A message is answered with a timestamped
+//! acknowledgement, "file" starts an upload (stored in --dir), "q" ends the
+//! session. The Python server limited itself to five threads
+//! (`if len(threading.enumerate()) <= max_connect`); this runs on a pool of
+//! five workers.
 
 use std::io;
 use std::path::PathBuf;
@@ -22,7 +23,7 @@ pub struct FilesArgs {
     /// Where uploads are stored (created if missing).
     #[arg(long, default_value = "received")]
     dir: PathBuf,
-    /// Sessions served at once (the seed's max_connect).
+    /// Sessions served at once (the Python server's max_connect).
     #[arg(long, default_value_t = 5)]
     workers: usize,
     /// Largest upload accepted, in bytes.
@@ -34,7 +35,7 @@ pub struct FilesArgs {
     timeout: f64,
 }
 
-/// The seed's acknowledgement of a message.
+/// The Python server's acknowledgement of a message.
 pub fn acknowledgement(message: &str) -> String {
     let now = chrono::Local::now().format("%Y年%m月%d日%H时%M分%S秒");
     format!("服务端于{now}收到了你发来的“{message}”信息!")

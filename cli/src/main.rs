@@ -1,5 +1,5 @@
-//! `socketserver`: the seed programs (echo, time, remote exec, file transfer,
-//! chat) as servers and clients on this library, wire-compatible with the
+//! `socketserver`: the Python socket tutorials' programs (echo, time, remote
+//! exec, file transfer, chat) as servers and clients on this library, wire-compatible with the
 //! original Python programs. With no arguments, a guided demo of the server
 //! hierarchy.
 
@@ -18,7 +18,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-/// Python's socketserver, in Rust: the seed programs as servers and clients.
+/// Python's socketserver, in Rust: the socket tutorials' programs as servers
+/// and clients.
 #[derive(Debug, Parser)]
 #[command(name = "socketserver", version, about, long_about = None)]
 struct Cli {
@@ -35,7 +36,7 @@ enum Command {
     Time(time::TimeArgs),
     /// The remote command server with the 粘包 fix (length + JSON header).
     Exec(exec::ExecArgs),
-    /// Seed 001's message and file server (Transceiver).
+    /// The message and file server (the tutorial's Python Transceiver protocol).
     Files(files::FilesArgs),
     /// The UDP "QQ chat" server: replies from stdin, or automatically.
     Chat(chat::ChatArgs),

@@ -1,6 +1,6 @@
-//! `socketserver time`: the seeds' UDP time server ("NTP 服务"): the datagram
-//! is a strftime format, empty means `%Y-%m-%d %X`; the reply is the local
-//! time in that format.
+//! `socketserver time`: the tutorials' UDP time server ("NTP 服务"): the
+//! datagram is a strftime format, empty means `%Y-%m-%d %X`; the reply is the
+//! local time in that format.
 
 use std::fmt::Write as _;
 use std::io;
@@ -18,7 +18,7 @@ pub struct TimeArgs {
     bind: String,
 }
 
-/// The seed's default format when the datagram is empty.
+/// The Python server's default format when the datagram is empty.
 pub const DEFAULT_FORMAT: &str = "%Y-%m-%d %X";
 
 /// Formats the local time; a format chrono cannot read is an error message,

@@ -372,7 +372,7 @@ fn a_write_error_mid_upload_leaves_no_partial_file() {
 
 /// The file server's sessions hold one of its few workers each. A session
 /// that stalls mid-message is cut off by `--timeout`, so the next client is
-/// served; with `--timeout 0` (wait for ever, the seed's behaviour) one
+/// served; with `--timeout 0` (wait for ever, the Python server's behaviour) one
 /// stalled session on a one-worker server shuts everyone else out.
 #[test]
 fn a_stalled_session_does_not_hold_a_worker_for_ever() {

@@ -1,7 +1,7 @@
 //! The `socketserver` program, driven the way its users drive it: each
 //! server started with `--bind 127.0.0.1:0`, its `listening on` line read,
-//! the seeds' own Python clients (standard library only, written as the
-//! seeds write them) talking to it, bad input thrown at it, SIGTERM to end it.
+//! the tutorials' own Python clients (standard library only, written as the
+//! tutorials write them) talking to it, bad input thrown at it, SIGTERM to end it.
 
 mod util;
 
@@ -14,7 +14,7 @@ use util::{bounded, python, Running, BIN, CLIENT_TIMEOUT};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
-/// The seeds' phone-call client: `phone.send(msg.encode('utf-8'))`,
+/// The tutorials' phone-call client: `phone.send(msg.encode('utf-8'))`,
 /// `data = phone.recv(1024)`.
 const PHONE_CLIENT: &str = r#"
 import socket, sys
@@ -47,7 +47,7 @@ fn python_phone_client_against_echo_upper() {
     });
 }
 
-/// The seeds' UDP client: `sendto(msg.encode('utf-8'), ip_port)`,
+/// The tutorials' UDP echo client: `sendto(msg.encode('utf-8'), ip_port)`,
 /// `msg, addr = recvfrom(1024)`.
 const UDP_CLIENT: &str = r#"
 import socket, sys
@@ -68,7 +68,7 @@ fn python_udp_client_against_udp_echo() {
     });
 }
 
-/// The seeds' time client: an empty datagram gets `%Y-%m-%d %X`.
+/// The tutorials' UDP time client: an empty datagram gets `%Y-%m-%d %X`.
 const TIME_CLIENT: &str = r#"
 import socket, sys, time
 tcp_client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -101,8 +101,8 @@ fn python_time_client_against_time_server() {
     });
 }
 
-/// Seed 000's final exec client: struct 'i' header length, JSON header,
-/// then `total_size` bytes.
+/// The tutorials' remote-command client, final version (粘包 fixed): struct
+/// 'i' header length, JSON header, then `total_size` bytes.
 const EXEC_CLIENT: &str = r#"
 import socket, struct, json, sys
 phone = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -209,7 +209,8 @@ fn exec_is_loopback_only_by_default() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("loopback only"));
 }
 
-/// Seed 001's client (common.py's Transceiver, as written in the seed).
+/// The message-and-file client (the tutorial's Python `Transceiver` class, as
+/// written there).
 const TRANSCEIVER_CLIENT: &str = r#"
 import socket, sys
 from os.path import getsize
@@ -368,7 +369,7 @@ fn files_server_survives_bad_input() {
     });
 }
 
-/// The seeds' chat client: the scripted server acknowledges automatically.
+/// The tutorials' QQ chat client: the scripted server acknowledges automatically.
 const CHAT_CLIENT: &str = r#"
 import socket, sys
 udp_client_socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
