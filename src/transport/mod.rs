@@ -206,6 +206,25 @@ pub(crate) fn recv_datagram<A: nix::sys::socket::SockaddrLike>(
     Ok((data, address))
 }
 
+/// `adopt` for Unix sockets of either type: checked as
+/// [`check_inherited`] does, made (non-)blocking as the transport's own
+/// sockets are, and its path (empty for an unnamed socket) returned.
+pub(crate) fn adopt_unix(
+    class: &str,
+    socket: &impl AsFd,
+    kind: socket2::Type,
+    nonblocking: bool,
+) -> io::Result<std::path::PathBuf> {
+    check_inherited(class, SockRef::from(socket), kind, &[socket2::Domain::UNIX])?;
+    let socket = SockRef::from(socket);
+    socket.set_nonblocking(nonblocking)?;
+    let address = socket.local_addr()?;
+    Ok(address
+        .as_pathname()
+        .map(Path::to_path_buf)
+        .unwrap_or_default())
+}
+
 /// Checks an inherited socket's type, family and (for streams) that it
 /// listens, so that a wrong descriptor fails here, clearly, rather than at
 /// the first accept.

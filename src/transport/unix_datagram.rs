@@ -8,7 +8,7 @@ use std::sync::Arc;
 use nix::sys::socket::UnixAddr;
 use socket2::{Domain, SockRef, Socket, Type};
 
-use super::{bind_unix, check_inherited, recv_datagram, BindOptions, Transport};
+use super::{adopt_unix, bind_unix, recv_datagram, BindOptions, Transport};
 use crate::handler::{Datagram, DatagramView, Packet};
 
 /// The Unix datagram transport: `Server<UnixDgram, M>` is Python's
@@ -34,18 +34,8 @@ impl Transport for UnixDgram {
     }
 
     fn adopt(socket: &UnixDatagram) -> io::Result<PathBuf> {
-        check_inherited(
-            Self::CLASS,
-            SockRef::from(socket),
-            Type::DGRAM,
-            &[Domain::UNIX],
-        )?;
-        socket.set_nonblocking(false)?; // see recv_datagram
-        Ok(socket
-            .local_addr()?
-            .as_pathname()
-            .map(Into::into)
-            .unwrap_or_default())
+        // Blocking: see recv_datagram.
+        adopt_unix(Self::CLASS, socket, Type::DGRAM, false)
     }
 
     #[cfg(feature = "systemd")]

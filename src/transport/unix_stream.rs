@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use socket2::{Domain, SockRef, Socket, Type};
 
-use super::{bind_unix, check_inherited, BindOptions, Transport};
+use super::{adopt_unix, bind_unix, BindOptions, Transport};
 use crate::handler::{Connection, Stream};
 
 /// The Unix stream transport: `Server<Unix, M>` is Python's
@@ -35,18 +35,7 @@ impl Transport for Unix {
     }
 
     fn adopt(socket: &UnixListener) -> io::Result<PathBuf> {
-        check_inherited(
-            Self::CLASS,
-            SockRef::from(socket),
-            Type::STREAM,
-            &[Domain::UNIX],
-        )?;
-        socket.set_nonblocking(true)?;
-        Ok(socket
-            .local_addr()?
-            .as_pathname()
-            .map(Into::into)
-            .unwrap_or_default())
+        adopt_unix(Self::CLASS, socket, Type::STREAM, true)
     }
 
     #[cfg(feature = "systemd")]
