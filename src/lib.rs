@@ -135,6 +135,19 @@
 //! [`framing`] has length-prefixed frames and header+body messages, and
 //! [`transceiver`] the tutorials' message-and-file transceiver (its Python
 //! `Transceiver` class).
+//!
+//! # Features
+//!
+//! All on by default; with `default-features = false` the crate is the
+//! socket core alone (socket2, nix, crossbeam-channel, parking_lot, log).
+//!
+//! | feature | brings | enables |
+//! |---|---|---|
+//! | `tls` | rustls | `Server::tls`, module `tls` |
+//! | `framing` | serde, serde_json, md-5, sha2 | modules `framing` and `transceiver` |
+//! | `coroutine` | generator | `CoroutineMixIn`, `Coroutine*Server` |
+//! | `proxy` | ppp | `ProxyProtocol`, `Server::proxy_protocol` |
+//! | `systemd` | listenfd | `Server::from_systemd` |
 #![deny(unsafe_code)]
 
 mod address;
