@@ -181,6 +181,11 @@ pub use proxy::ProxyProtocol;
 pub use server::{AddressOf, BaseServer, RequestOf, Server, ServerHandle};
 pub use transport::{BindOptions, ServerAddress, Tcp, Transport, Udp, Unix, UnixDgram};
 
+/// How long a bounded stop waits for the requests it cut off (their
+/// connections shut down after the drain deadline) to end: their handlers
+/// see end-of-file at once, so this only bounds a handler that ignores it.
+pub const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Python's `TCPServer`: TCP, one request at a time.
 pub type TCPServer = Server<Tcp, Synchronous>;
 /// Python's `UDPServer`: UDP, one datagram at a time.

@@ -25,6 +25,12 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    /// On Ctrl-C or SIGTERM, how long requests in flight may take to finish
+    /// before their connections are shut down (a server then exits within
+    /// this and about a second, silent clients or not). A second signal
+    /// exits at once.
+    #[arg(long, global = true, value_name = "SECS", default_value_t = run::DEFAULT_DRAIN_SECS)]
+    drain_timeout: f64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -109,7 +115,7 @@ fn main() -> ExitCode {
         .format_timestamp_millis()
         .init();
     let cli = Cli::parse();
-    let result = match cli.command {
+    let result = run::set_drain_timeout(cli.drain_timeout).and_then(|()| match cli.command {
         None | Some(Command::Demo) => demo::run(),
         Some(Command::Echo(args)) => echo::run(args),
         Some(Command::Time(args)) => time::run(args),
@@ -118,7 +124,7 @@ fn main() -> ExitCode {
         Some(Command::Chat(args)) => chat::run(args),
         Some(Command::Whoami(args)) => whoami::run(args),
         Some(Command::Client(command)) => client::run(command),
-    };
+    });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

@@ -4,6 +4,7 @@
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use socketserver::{
     Address, BaseServer, CoroutineMixIn, ForkingMixIn, MixIn, Server, Synchronous, ThreadPoolMixIn,
@@ -14,14 +15,23 @@ use crate::Mode;
 
 /// Serves until SIGINT or SIGTERM, then shuts down gracefully: requests in
 /// flight finish (`block_on_close`). A second signal exits at once.
-pub fn serve<S: BaseServer>(server: S) -> io::Result<()> {
+pub fn serve<T: Transport, M: MixIn + CloseTimeout>(mut server: Server<T, M>) -> io::Result<()> {
+    let drain = drain_timeout();
+    server.mixin.set_close_timeout(drain);
     let server = Arc::new(server);
     let handle = server.shutdown_handle();
     let signals = AtomicUsize::new(0);
     ctrlc::set_handler(move || {
         if signals.fetch_add(1, Ordering::SeqCst) == 0 {
-            log::info!("shutting down (again to force)");
-            handle.request_shutdown();
+            log::info!(
+                "shutting down: requests in flight have {drain:?} to finish (again to force)"
+            );
+            // On a thread of its own: this one must stay free to see a
+            // second signal. The loop stops at once, except in a
+            // synchronous server whose handler waits on a client: its
+            // connection is cut when the drain deadline passes.
+            let handle = handle.clone();
+            std::thread::spawn(move || handle.shutdown_within(drain));
         } else {
             eprintln!("forced exit");
             std::process::exit(130);
@@ -29,19 +39,72 @@ pub fn serve<S: BaseServer>(server: S) -> io::Result<()> {
     })
     .map_err(io::Error::other)?;
     let address: Address = server.server_address().into();
-    // Exactly one line, flushed, so that scripts can wait for it and read the
-    // real port of `--bind 127.0.0.1:0`.
     let mut stdout = io::stdout().lock();
     writeln!(stdout, "listening on {address}")?;
     stdout.flush()?;
     drop(stdout);
     server.serve_forever(None)?;
+    // The drain: requests in flight finish within the mix-in's
+    // close_timeout (the drain timeout), or are cut off then.
     server.server_close();
     log::info!("shut down");
     Ok(())
 }
 
-/// Builds a server of transport `T` with the mix-in `M`.
+/// `--drain-timeout`'s default: long enough for any honest request, short of
+/// systemd's 90 s stop timeout.
+pub const DEFAULT_DRAIN_SECS: f64 = 30.0;
+
+static DRAIN_TIMEOUT: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+
+/// Records `--drain-timeout` for every server command.
+pub fn set_drain_timeout(secs: f64) -> io::Result<()> {
+    let drain = Duration::try_from_secs_f64(secs).map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("bad --drain-timeout {secs}: {e}"),
+        )
+    })?;
+    let _ = DRAIN_TIMEOUT.set(drain);
+    Ok(())
+}
+
+fn drain_timeout() -> Duration {
+    DRAIN_TIMEOUT
+        .get()
+        .copied()
+        .unwrap_or(Duration::from_secs_f64(DEFAULT_DRAIN_SECS))
+}
+
+/// A mix-in whose `server_close` waits at most a drain deadline.
+pub trait CloseTimeout {
+    /// Sets how long `server_close` waits before stopping the requests.
+    fn set_close_timeout(&mut self, timeout: Duration);
+}
+
+impl CloseTimeout for Synchronous {
+    /// The one request in flight runs on the serving thread: the signal's
+    /// `shutdown_within` bounds it.
+    fn set_close_timeout(&mut self, _: Duration) {}
+}
+
+macro_rules! close_timeout {
+    ($($mixin:ty),*) => {$(
+        impl CloseTimeout for $mixin {
+            fn set_close_timeout(&mut self, timeout: Duration) {
+                self.close_timeout = Some(timeout);
+            }
+        }
+    )*};
+}
+
+close_timeout!(
+    ThreadingMixIn,
+    ThreadPoolMixIn,
+    CoroutineMixIn,
+    ForkingMixIn
+);
+
 pub trait Build {
     /// The transport the server uses.
     type Transport: Transport;

@@ -16,15 +16,16 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
+use nix::sys::signal::{kill, SigHandler, Signal};
 use nix::sys::wait::{waitid, waitpid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
 use parking_lot::Mutex;
 
 use super::{process_request_thread, MixIn};
-use crate::{AddressOf, BaseServer, RequestError, RequestOf};
+use crate::{AddressOf, BaseServer, RequestError, RequestOf, ServerHandle};
 
 /// Python's `ForkingMixIn`: each request runs in a child process.
 ///
@@ -55,6 +56,12 @@ pub struct ForkingMixIn {
     /// Python's `block_on_close`: `server_close` waits for every child.
     /// Defaults to `true`.
     pub block_on_close: bool,
+    /// How long `server_close` waits for the children (with
+    /// `block_on_close`) before it asks those still running to stop
+    /// (SIGTERM, whose default action each child restores), then, after
+    /// [`STOP_GRACE`](crate::STOP_GRACE), ends them (SIGKILL): none is left
+    /// behind. Defaults to `None`: wait for ever, as Python (not in Python).
+    pub close_timeout: Option<Duration>,
     /// In the order forked, so that the oldest is first.
     active_children: Mutex<VecDeque<Pid>>,
     warned: AtomicBool,
@@ -66,6 +73,7 @@ impl Default for ForkingMixIn {
             max_children: 40,
             timeout: Duration::from_secs(300),
             block_on_close: true,
+            close_timeout: None,
             active_children: Mutex::new(VecDeque::new()),
             warned: AtomicBool::new(false),
         }
@@ -108,6 +116,35 @@ impl ForkingMixIn {
         }
     }
 
+    /// Reaps children until none is left (true) or `deadline` passes.
+    fn reap_until(&self, deadline: Option<Instant>) -> bool {
+        let Some(deadline) = deadline else {
+            self.collect_children(true);
+            return true;
+        };
+        loop {
+            self.active_children.lock().retain(|&pid| !reap(pid, false));
+            if self.active_children.lock().is_empty() {
+                return true;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            // Children exit on their own schedule; a short poll keeps this
+            // simple (a SIGCHLD handler would be process-wide state).
+            std::thread::sleep(left.min(REAP_POLL));
+        }
+    }
+
+    /// Sends `signal` to every child still recorded.
+    fn signal_children(&self, signal: Signal) {
+        for &pid in self.active_children.lock().iter() {
+            // ESRCH: it exited meanwhile, and waits to be reaped.
+            let _ = kill(pid, signal);
+        }
+    }
+
     fn warn_if_threaded(&self) {
         let threads = std::fs::read_to_string("/proc/self/status")
             .ok()
@@ -126,6 +163,26 @@ impl ForkingMixIn {
         }
     }
 }
+
+/// How often `server_close` looks for exited children while it waits with
+/// a deadline.
+const REAP_POLL: Duration = Duration::from_millis(10);
+
+/// How often an idle `serve_forever` wakes to reap exited children while
+/// some run (not in Python, which reaps only after a request or its 0.5 s
+/// poll).
+const IDLE_REAP_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The signals a server program commonly handles: a child restores their
+/// default actions, so that it stops when told to, not as its parent would
+/// (a handler inherited from the parent may rely on a thread that does not
+/// exist in the child, and so ignore the signal).
+const RESET_IN_CHILD: [Signal; 4] = [
+    Signal::SIGINT,
+    Signal::SIGTERM,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+];
 
 /// Waits until one of `children` (oldest first) exits, reaps it, and
 /// returns it. Python's
@@ -190,6 +247,15 @@ impl MixIn for ForkingMixIn {
                 server.close_request(request);
             }
             Ok(ForkResult::Child) => {
+                for signal in RESET_IN_CHILD {
+                    // SAFETY: restoring a default action installs no
+                    // handler, so nothing can run in a state it does not
+                    // expect; the child has one thread.
+                    let _ = unsafe { nix::sys::signal::signal(signal, SigHandler::SigDfl) };
+                }
+                // The listening socket is the parent's: a child that kept
+                // it would keep the port bound after the parent exits.
+                server.base().close_socket_in_child();
                 // Whatever a hook does — even a panicking shutdown_request —
                 // the child must exit here, never return into the serve
                 // loop as a second server (Python's `finally: os._exit`).
@@ -213,9 +279,32 @@ impl MixIn for ForkingMixIn {
     }
 
     /// Python's `ForkingMixIn.server_close`: wait for the children when
-    /// `block_on_close`, else reap those that have exited.
-    fn server_close(&self) {
-        self.collect_children(self.block_on_close);
+    /// `block_on_close` (at most `close_timeout`, then stop them), else
+    /// reap those that have exited.
+    fn server_close(&self, _: &ServerHandle) {
+        if !self.block_on_close {
+            self.collect_children(false);
+            return;
+        }
+        if self.reap_until(self.close_timeout.map(|t| Instant::now() + t)) {
+            return;
+        }
+        let left = self.active_children.lock().len();
+        log::warn!(
+            "server_close: {left} children still running after close_timeout; stopping them"
+        );
+        self.signal_children(Signal::SIGTERM);
+        if self.reap_until(Some(Instant::now() + crate::STOP_GRACE)) {
+            return;
+        }
+        self.signal_children(Signal::SIGKILL);
+        self.collect_children(true);
+    }
+
+    /// While children run, an idle `serve_forever` wakes this often to reap
+    /// those that have exited (no zombie waits for the next request).
+    fn poll_interval(&self) -> Option<Duration> {
+        (!self.active_children.lock().is_empty()).then_some(IDLE_REAP_INTERVAL)
     }
 
     /// Python's `ForkingMixIn.service_actions`: reap exited children.

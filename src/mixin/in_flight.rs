@@ -4,7 +4,9 @@
 
 use std::cell::Cell;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use crate::ServerHandle;
 
 use parking_lot::{Condvar, Mutex};
 
@@ -87,6 +89,25 @@ impl InFlight {
             count.waiting -= 1;
         }
         others
+    }
+}
+
+impl InFlight {
+    /// A bounded stop's wait: [`wait_idle`](InFlight::wait_idle) until
+    /// `close_timeout` has passed; then the requests still running are
+    /// stopped (their connections shut down) and waited for up to
+    /// [`STOP_GRACE`](crate::STOP_GRACE) more. Returns how many still run.
+    pub(crate) fn drain(
+        self: &Arc<Self>,
+        close_timeout: Option<Duration>,
+        server: &ServerHandle,
+    ) -> usize {
+        let left = self.wait_idle(close_timeout.map(|t| Instant::now() + t));
+        if left == 0 {
+            return 0;
+        }
+        server.stop_requests();
+        self.wait_idle(Some(Instant::now() + crate::STOP_GRACE))
     }
 }
 

@@ -34,7 +34,8 @@ pub(crate) use without_coroutines as suspend;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::{AddressOf, BaseServer, RequestError, RequestOf};
+use crate::handler::RequestKind;
+use crate::{AddressOf, BaseServer, RequestError, RequestOf, ServerHandle, Transport};
 
 /// A concurrency policy: what `process_request` does with a request.
 ///
@@ -51,8 +52,21 @@ pub trait MixIn: Send + Sync + 'static {
     );
 
     /// Called by `server_close` after the socket is closed: wait for
-    /// requests in flight, as `block_on_close` says. Defaults to nothing.
-    fn server_close(&self) {}
+    /// requests in flight, as `block_on_close` says — at most the mix-in's
+    /// `close_timeout`, then stop those still running
+    /// ([`ServerHandle::stop_requests`]) and wait up to
+    /// [`STOP_GRACE`](crate::STOP_GRACE) more. Defaults to nothing.
+    fn server_close(&self, server: &ServerHandle) {
+        let _ = server;
+    }
+
+    /// How often an idle `serve_forever` with no `poll_interval` of its own
+    /// wakes (to call `service_actions`), asked anew at each wake-up: the
+    /// forking mix-in reaps exited children so while some run. Defaults to
+    /// `None`: an idle server never wakes.
+    fn poll_interval(&self) -> Option<Duration> {
+        None
+    }
 
     /// Called by the default `service_actions`. Defaults to nothing.
     fn service_actions(&self) {}
@@ -131,6 +145,10 @@ pub fn process_request_thread<S: BaseServer + ?Sized>(
     request: RequestOf<S>,
     client_address: AddressOf<S>,
 ) -> bool {
+    let handle = server.base().handle();
+    // A stream request's connection, for a bounded stop to shut down.
+    let view = S::Transport::view(&request);
+    let open = <S::Transport as Transport>::Kind::readiness(view).map(|fd| handle.open_request(fd));
     let error = match crate::panic::catch(|| server.finish_request(&request, &client_address)) {
         Ok(Ok(())) => None,
         Ok(Err(err)) => Some(RequestError::Handler(err)),
@@ -145,6 +163,8 @@ pub fn process_request_thread<S: BaseServer + ?Sized>(
             log::error!("handle_error panicked: {message} (while reporting: {error})");
         }
     }
+    // Given up before shutdown_request closes the socket (see OpenRequests).
+    drop(open);
     server.shutdown_request(request);
     ok
 }

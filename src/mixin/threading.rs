@@ -3,13 +3,13 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use parking_lot::Mutex;
 
 use super::in_flight::InFlight;
 use super::{hand_over, MixIn};
-use crate::{AddressOf, BaseServer, RequestOf};
+use crate::{AddressOf, BaseServer, RequestOf, ServerHandle};
 
 /// The default stack size of a request thread: 512 KiB.
 ///
@@ -141,18 +141,17 @@ impl MixIn for ThreadingMixIn {
 
     /// Python's `ThreadingMixIn.server_close`: join the request threads when
     /// `block_on_close` (and not `daemon_threads`), up to `close_timeout`.
-    fn server_close(&self) {
+    fn server_close(&self, server: &ServerHandle) {
         if !self.tracking() {
             return;
         }
-        let deadline = self.close_timeout.map(|t| Instant::now() + t);
         // A request thread may close the server (dropping the last handle to
         // it, or from a hook): it waits for the others, not for itself.
-        let still_running = self.in_flight.wait_idle(deadline);
+        let still_running = self.in_flight.drain(self.close_timeout, server);
         if still_running > 0 {
             log::warn!(
-                "server_close: {still_running} request threads still running after close_timeout; \
-                 leaving them to finish"
+                "server_close: {still_running} request threads still running after close_timeout \
+                 and being stopped; leaving them to finish"
             );
         }
         let mut threads = self.threads.lock();

@@ -192,7 +192,7 @@ pub trait BaseServer: Send + Sync + 'static {
     fn server_close(&self) {
         let base = self.base();
         base.close();
-        base.mixin.server_close();
+        base.mixin.server_close(base.handle());
     }
 
     /// Python's `with server:` block: runs `body`, then

@@ -13,9 +13,11 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::thread::{self, ThreadId};
+use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex, RwLock};
 
+use super::open_requests::{OpenRequest, OpenRequests};
 use crate::sys::Waker;
 
 /// A cheap, cloneable handle that shuts its server down: what `ctrlc`
@@ -50,6 +52,8 @@ struct Shared {
     server: RwLock<Option<Weak<dyn Any + Send + Sync>>>,
     /// Polled by `serve_forever` beside the listening socket.
     waker: Waker,
+    /// The connections of the requests in flight, for `stop_requests`.
+    open_requests: OpenRequests,
 }
 
 struct State {
@@ -74,6 +78,7 @@ impl ServerHandle {
                 }),
                 changed: Condvar::new(),
                 server: RwLock::new(None),
+                open_requests: OpenRequests::default(),
                 waker,
             }),
         })
@@ -109,6 +114,80 @@ impl ServerHandle {
             self.shared.changed.wait(&mut state);
         }
         Ok(())
+    }
+
+    /// A bounded `shutdown()` (not in Python): stops the loop and waits for
+    /// it at most `drain`; if a request still holds it then (a synchronous
+    /// server's handler waiting on a silent client), shuts the requests'
+    /// connections down with [`stop_requests`](ServerHandle::stop_requests)
+    /// and waits up to [`STOP_GRACE`](crate::STOP_GRACE) more. Returns
+    /// whether the loop has returned.
+    ///
+    /// # Errors
+    ///
+    /// As [`shutdown`](ServerHandle::shutdown): called from the serving
+    /// thread.
+    pub fn shutdown_within(&self, drain: Duration) -> io::Result<bool> {
+        let mut state = self.shared.state.lock();
+        if state.serving == Some(thread::current().id()) {
+            return Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                "shutdown_within() called from the thread running serve_forever() would wait \
+                 for itself",
+            ));
+        }
+        self.request_shutdown();
+        let running = |state: &State| state.serving.is_some();
+        let deadline = Instant::now() + drain;
+        while running(&state) {
+            if self
+                .shared
+                .changed
+                .wait_until(&mut state, deadline)
+                .timed_out()
+            {
+                break;
+            }
+        }
+        if running(&state) {
+            drop(state);
+            self.stop_requests();
+            state = self.shared.state.lock();
+            let deadline = Instant::now() + crate::STOP_GRACE;
+            while running(&state) {
+                if self
+                    .shared
+                    .changed
+                    .wait_until(&mut state, deadline)
+                    .timed_out()
+                {
+                    break;
+                }
+            }
+        }
+        Ok(!running(&state))
+    }
+
+    /// Shuts down the connections of the stream requests in flight, and of
+    /// those that start from now on until the server serves again: a
+    /// handler blocked in a read sees end-of-file (or an error), returns,
+    /// and its `finish` and `shutdown_request` run. What a bounded stop does
+    /// when the drain deadline has passed; `server_close` calls it after the
+    /// mix-in's `close_timeout`. Returns how many connections were cut.
+    /// (Forked children have their own copies of their connections: the
+    /// forking mix-in sends them SIGTERM instead.)
+    pub fn stop_requests(&self) -> usize {
+        let cut = self.shared.open_requests.stop();
+        if cut > 0 {
+            log::warn!("stopping: {cut} requests still in flight were cut off");
+        }
+        cut
+    }
+
+    /// Records a request's connection for [`stop_requests`](ServerHandle::stop_requests)
+    /// while the returned guard lives: drop it before closing the socket.
+    pub(crate) fn open_request(&self, connection: BorrowedFd<'_>) -> OpenRequest<'_> {
+        self.shared.open_requests.open(connection)
     }
 
     /// Asks `serve_forever` to stop and returns without waiting: the loop
@@ -219,6 +298,7 @@ impl ServerHandle {
         }
         state.serving = Some(thread::current().id());
         state.is_shut_down = false;
+        self.shared.open_requests.resume();
         drop(state);
         self.drain_waker();
         Ok(Serving { handle: self })

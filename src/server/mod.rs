@@ -3,6 +3,7 @@
 
 mod base;
 mod handle;
+mod open_requests;
 mod selector;
 mod serve;
 mod socket_file;

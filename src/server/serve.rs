@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::base::BaseServer;
 use super::selector::{self, AcceptBackoff, Ready};
+use crate::mixin::MixIn;
 use crate::transport::Transport;
 use crate::RequestError;
 
@@ -39,7 +40,8 @@ pub(crate) fn serve_forever<S: BaseServer>(
                     Err(_) if handle.shutdown_requested() => break,
                     Err(err) => return Err(err),
                 };
-                selector::select(Some(socket.as_fd()), Some(handle.waker()), poll_interval)?
+                let interval = poll_interval.or_else(|| root.mixin.poll_interval());
+                selector::select(Some(socket.as_fd()), Some(handle.waker()), interval)?
             }
         };
         // bpo-35017: a shutdown() that came during the wait wins over a

@@ -360,6 +360,16 @@ impl<T: Transport, M: MixIn> Server<T, M> {
         T::get_request(&self.socket()?, self.max_packet_size)
     }
 
+    /// In a forked child: drops the child's copy of the listening socket,
+    /// and nothing else (the socket file and the shutdown handle are the
+    /// parent's). A lock another thread held at the fork is skipped, never
+    /// waited for.
+    pub(crate) fn close_socket_in_child(&self) {
+        if let Some(mut socket) = self.socket.try_write() {
+            socket.take();
+        }
+    }
+
     /// Closes the socket (Python's `TCPServer.server_close`), removes the
     /// Unix socket file if this server made it, and tells `shutdown()`
     /// callers that no loop will answer. Safe to call twice.

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use parking_lot::Mutex;
 
@@ -12,7 +12,7 @@ use super::thread_locals;
 use super::worker::Workers;
 use crate::mixin::in_flight::InFlight;
 use crate::mixin::{hand_over, MixIn};
-use crate::{AddressOf, BaseServer, RequestOf};
+use crate::{AddressOf, BaseServer, RequestOf, ServerHandle};
 
 /// The default stack size of a request coroutine: 256 KiB of address space,
 /// of which a coroutine touches only the pages its handler uses.
@@ -153,18 +153,17 @@ impl MixIn for CoroutineMixIn {
     /// the requests in flight (up to `close_timeout`), then stop the
     /// workers. From a request itself (the last handle to the server
     /// dropped by a handler) it cannot wait: its worker runs the others.
-    fn server_close(&self) {
+    fn server_close(&self, server: &ServerHandle) {
         let Some(workers) = self.pool.lock().take() else {
             return;
         };
         let mut join = self.block_on_close && !thread_locals::in_coroutine();
         if join {
-            let deadline = self.close_timeout.map(|t| Instant::now() + t);
-            let still_running = self.in_flight.wait_idle(deadline);
+            let still_running = self.in_flight.drain(self.close_timeout, server);
             if still_running > 0 {
                 log::warn!(
-                    "server_close: {still_running} requests still running after close_timeout; \
-                     leaving them to finish"
+                    "server_close: {still_running} requests still running after close_timeout \
+                     and being stopped; leaving them to finish"
                 );
                 join = false;
             }

@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crossbeam_channel::{Receiver, SendTimeoutError, Sender, TrySendError};
 use parking_lot::Mutex;
@@ -429,7 +429,7 @@ impl MixIn for ThreadPoolMixIn {
     /// Stops taking requests and closes connections that never sent
     /// anything; with `block_on_close`, waits (up to `close_timeout`) until
     /// the queued and running requests are done.
-    fn server_close(&self) {
+    fn server_close(&self, server: &ServerHandle) {
         let Some(pool) = self.pool.get() else { return };
         pool.closing.store(true, Ordering::SeqCst);
         pool.sender.lock().take();
@@ -441,10 +441,9 @@ impl MixIn for ThreadPoolMixIn {
         if !self.block_on_close || pool.live.is_current_thread_inside() {
             return;
         }
-        let deadline = self.close_timeout.map(|t| Instant::now() + t);
-        let still_running = pool.live.wait_idle(deadline);
+        let still_running = pool.live.drain(self.close_timeout, server);
         if still_running > 0 {
-            log::warn!("server_close: {still_running} pool threads still busy after close_timeout; leaving them");
+            log::warn!("server_close: {still_running} pool threads still busy after close_timeout and being stopped; leaving them");
             return;
         }
         for thread in pool.threads.lock().drain(..) {
