@@ -471,14 +471,18 @@ fn graceful_shutdown_under_load_coroutine() {
 }
 
 /// `block_on_close = false` and `daemon_threads` make `server_close` return
-/// without waiting; `close_timeout` bounds the wait.
+/// without waiting; `close_timeout` bounds the wait, then stops the request
+/// still running (its connection shut down: the handler sees end-of-file).
 #[test]
 fn block_on_close_daemon_threads_and_close_timeout() {
     bounded(LIMIT, || {
-        for configure in [
-            (|m: &mut ThreadingMixIn| m.block_on_close = false) as fn(&mut ThreadingMixIn),
-            |m| m.daemon_threads = true,
-            |m| m.close_timeout = Some(Duration::from_millis(100)),
+        for (configure, stopped) in [
+            (
+                (|m: &mut ThreadingMixIn| m.block_on_close = false) as fn(&mut ThreadingMixIn),
+                false,
+            ),
+            (|m| m.daemon_threads = true, false),
+            (|m| m.close_timeout = Some(Duration::from_millis(100)), true),
         ] {
             let (entered, in_handler) = mpsc::channel();
             let entered = Mutex::new(entered);
@@ -496,7 +500,13 @@ fn block_on_close_daemon_threads_and_close_timeout() {
             let started = Instant::now();
             server.server_close(); // the handler is still waiting for a line
             assert!(started.elapsed() < Duration::from_secs(5));
-            assert_eq!(server.mixin.active_threads(), 1);
+            if stopped {
+                assert_eq!(server.mixin.active_threads(), 0, "stopped and waited for");
+                client.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
+                assert_eq!(util::read_to_end(&client), b"", "closed by the stop");
+            } else {
+                assert_eq!(server.mixin.active_threads(), 1);
+            }
             drop(client); // the handler ends
         }
     });
