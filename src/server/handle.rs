@@ -128,8 +128,7 @@ impl ServerHandle {
     /// As [`shutdown`](ServerHandle::shutdown): called from the serving
     /// thread.
     pub fn shutdown_within(&self, drain: Duration) -> io::Result<bool> {
-        let mut state = self.shared.state.lock();
-        if state.serving == Some(thread::current().id()) {
+        if self.shared.state.lock().serving == Some(thread::current().id()) {
             return Err(io::Error::new(
                 io::ErrorKind::WouldBlock,
                 "shutdown_within() called from the thread running serve_forever() would wait \
@@ -137,9 +136,18 @@ impl ServerHandle {
             ));
         }
         self.request_shutdown();
-        let running = |state: &State| state.serving.is_some();
-        let deadline = Instant::now() + drain;
-        while running(&state) {
+        if self.wait_for_loop(drain) {
+            return Ok(true);
+        }
+        self.stop_requests();
+        Ok(self.wait_for_loop(crate::STOP_GRACE))
+    }
+
+    /// Waits at most `limit` for `serve_forever` to return; whether it has.
+    fn wait_for_loop(&self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        let mut state = self.shared.state.lock();
+        while state.serving.is_some() {
             if self
                 .shared
                 .changed
@@ -149,23 +157,7 @@ impl ServerHandle {
                 break;
             }
         }
-        if running(&state) {
-            drop(state);
-            self.stop_requests();
-            state = self.shared.state.lock();
-            let deadline = Instant::now() + crate::STOP_GRACE;
-            while running(&state) {
-                if self
-                    .shared
-                    .changed
-                    .wait_until(&mut state, deadline)
-                    .timed_out()
-                {
-                    break;
-                }
-            }
-        }
-        Ok(!running(&state))
+        state.serving.is_none()
     }
 
     /// Shuts down the connections of the stream requests in flight, and of
