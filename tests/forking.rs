@@ -19,13 +19,21 @@ use socketserver::{
     AddressOf, BaseServer, ForkingTCPServer, ForkingUDPServer, ForkingUnixDatagramServer,
     ForkingUnixStreamServer, RequestError, RequestOf, StreamRequest,
 };
-use socketserver::{ForkingMixIn, Tcp};
+use socketserver::{ForkingMixIn, Server, Tcp, Transport};
 use util::{
     bounded, datagram_line_echo, hammer, line_echo, panicky, serve, tcp_examine, tcp_exchange,
     udp_examine, unix_dgram_examine, unix_path, unix_stream_examine, CLIENT_TIMEOUT, TEST_STR,
 };
 
 const LIMIT: Duration = Duration::from_secs(120);
+
+/// A forking server that may fork here: the test harness runs other
+/// threads (its own and the other tests'), none of which holds a lock the
+/// child needs while these tests run one at a time.
+fn forking<T: Transport>(mut server: Server<T, ForkingMixIn>) -> Server<T, ForkingMixIn> {
+    server.mixin.fork_with_threads = true;
+    server
+}
 
 static ONE_AT_A_TIME: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
 
@@ -70,7 +78,7 @@ fn test_forking_tcp_server() {
     let _one = ONE_AT_A_TIME.lock();
     bounded(LIMIT, || {
         with_foreign_child(|| {
-            let server = ForkingTCPServer::new("127.0.0.1:0", line_echo).unwrap();
+            let server = forking(ForkingTCPServer::new("127.0.0.1:0", line_echo).unwrap());
             assert_eq!(
                 server.timeout,
                 Some(Duration::from_secs(300)),
@@ -87,7 +95,7 @@ fn test_forking_unix_stream_server() {
     let _one = ONE_AT_A_TIME.lock();
     bounded(LIMIT, || {
         with_foreign_child(|| {
-            let server = ForkingUnixStreamServer::new(unix_path("fs"), line_echo).unwrap();
+            let server = forking(ForkingUnixStreamServer::new(unix_path("fs"), line_echo).unwrap());
             run_forking!(server, unix_stream_examine);
         });
     });
@@ -99,7 +107,7 @@ fn test_forking_udp_server() {
     let _one = ONE_AT_A_TIME.lock();
     bounded(LIMIT, || {
         with_foreign_child(|| {
-            let server = ForkingUDPServer::new("127.0.0.1:0", datagram_line_echo).unwrap();
+            let server = forking(ForkingUDPServer::new("127.0.0.1:0", datagram_line_echo).unwrap());
             run_forking!(server, udp_examine);
         });
     });
@@ -110,7 +118,8 @@ fn test_forking_udp_server() {
 fn test_forking_unix_datagram_server() {
     let _one = ONE_AT_A_TIME.lock();
     bounded(LIMIT, || {
-        let server = ForkingUnixDatagramServer::new(unix_path("fd"), datagram_line_echo).unwrap();
+        let server =
+            forking(ForkingUnixDatagramServer::new(unix_path("fd"), datagram_line_echo).unwrap());
         run_forking!(server, unix_dgram_examine);
     });
 }
@@ -165,7 +174,7 @@ fn test_forking_handled() {
                 fail()
             };
             let server = Arc::new(FileLogged {
-                base: ForkingTCPServer::new("127.0.0.1:0", handler).unwrap(),
+                base: forking(ForkingTCPServer::new("127.0.0.1:0", handler).unwrap()),
                 log: log.clone(),
             });
             drop(TcpStream::connect(server.server_address()).unwrap());
@@ -187,7 +196,7 @@ fn max_children_waits_only_for_own_children() {
     let _one = ONE_AT_A_TIME.lock();
     bounded(LIMIT, || {
         with_foreign_child(|| {
-            let mut server = ForkingTCPServer::new("127.0.0.1:0", line_echo).unwrap();
+            let mut server = forking(ForkingTCPServer::new("127.0.0.1:0", line_echo).unwrap());
             server.mixin.max_children = 2;
             let server = Arc::new(server);
             let serving = serve(&server, None);
@@ -216,7 +225,7 @@ fn panic_isolation_forking() {
     bounded(LIMIT, || {
         let log = unix_path("forking-panics").with_extension("txt");
         let server = Arc::new(FileLogged {
-            base: ForkingTCPServer::new("127.0.0.1:0", panicky).unwrap(),
+            base: forking(ForkingTCPServer::new("127.0.0.1:0", panicky).unwrap()),
             log: log.clone(),
         });
         let serving = serve(&server, None);
@@ -259,7 +268,7 @@ fn a_child_always_exits() {
     let _one = ONE_AT_A_TIME.lock();
     bounded(LIMIT, || {
         let server = Arc::new(PanickyChild {
-            base: ForkingTCPServer::new("127.0.0.1:0", line_echo).unwrap(),
+            base: forking(ForkingTCPServer::new("127.0.0.1:0", line_echo).unwrap()),
             parent: std::process::id(),
         });
         let serving = serve(&server, None);
@@ -280,15 +289,17 @@ fn max_children_frees_the_first_place_to_come_free() {
     let _one = ONE_AT_A_TIME.lock();
     bounded(LIMIT, || {
         // Each child echoes its first line once a second line ("go") comes.
-        let mut server = ForkingTCPServer::new("127.0.0.1:0", |r: &mut StreamRequest<'_>| {
-            let mut line = Vec::new();
-            r.rfile.read_until(b'\n', &mut line)?;
-            if line != b"now\n" {
+        let mut server = forking(
+            ForkingTCPServer::new("127.0.0.1:0", |r: &mut StreamRequest<'_>| {
+                let mut line = Vec::new();
                 r.rfile.read_until(b'\n', &mut line)?;
-            }
-            r.wfile.write_all(&line)
-        })
-        .unwrap();
+                if line != b"now\n" {
+                    r.rfile.read_until(b'\n', &mut line)?;
+                }
+                r.wfile.write_all(&line)
+            })
+            .unwrap(),
+        );
         server.mixin.max_children = 2;
         let server = Arc::new(server);
         let serving = serve(&server, None);
@@ -316,5 +327,40 @@ fn max_children_frees_the_first_place_to_come_free() {
         assert_eq!(util::read_to_end(&older), b"older\ngo\n");
         server.shutdown().unwrap();
         serving.join().unwrap().unwrap();
+    });
+}
+
+/// Without `fork_with_threads`, a process running other threads (this
+/// test harness does) does not fork: the request is reported to
+/// `handle_error` with the reason, and the client sees its connection
+/// closed, unanswered; no child is left.
+#[test]
+fn a_threaded_process_does_not_fork_unless_it_opts_in() {
+    let _one = ONE_AT_A_TIME.lock();
+    bounded(LIMIT, || {
+        let server = Arc::new(util::Recorder::new(
+            ForkingTCPServer::new("127.0.0.1:0", line_echo).unwrap(),
+        ));
+        assert!(
+            !server.base.mixin.fork_with_threads,
+            "refusing is the default"
+        );
+        let client = TcpStream::connect(server.server_address()).unwrap();
+        client.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
+        (&client).write_all(b"hello\n").unwrap();
+        server.handle_request().unwrap();
+        assert!(
+            util::read_to_end(&client).is_empty(),
+            "no echo: nothing forked"
+        );
+        assert!(server.base.mixin.active_children().is_empty());
+        let errors = server.calls_to("handle_error");
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].contains("refusing to fork a process that runs")
+                && errors[0].contains("fork_with_threads"),
+            "{errors:?}"
+        );
+        server.server_close();
     });
 }

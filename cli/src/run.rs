@@ -131,7 +131,15 @@ pub fn serve_in_mode<B: Build>(mode: Mode, workers: Option<usize>, build: B) -> 
             }
             serve(server)
         }
-        Mode::Forking => serve(build.build::<ForkingMixIn>()?),
+        Mode::Forking => {
+            let mut server = build.build::<ForkingMixIn>()?;
+            // The program's other thread is the signal handler's (ctrlc),
+            // blocked in read(2) on its pipe: it holds no lock a child
+            // could need. (The thread that stops the server starts only
+            // after a signal, when no more children are forked.)
+            server.mixin.fork_with_threads = true;
+            serve(server)
+        }
     }
 }
 

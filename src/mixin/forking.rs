@@ -6,15 +6,17 @@
 //! that moment stays locked in the child for ever, so a child may deadlock on
 //! the allocator, a logger or stdout. The rule: **fork only from a server
 //! whose process runs no other threads** — no `ThreadingMixIn` or pool
-//! beside it, no logger thread, no runtime. This module warns once (through
-//! `log`) when it forks from a process with more than one thread. This file
+//! beside it, no logger thread, no runtime. So a forking server refuses a
+//! request (reported to `handle_error`, the connection closed) when the
+//! process runs more than one thread, unless the program opts in with
+//! [`ForkingMixIn::fork_with_threads`], stating that its other threads hold
+//! no lock a child could need. This file
 //! is the only one in the crate allowed `unsafe`: for `fork()` and the
 //! child's `_exit()`.
 
 #![allow(unsafe_code)]
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -62,9 +64,18 @@ pub struct ForkingMixIn {
     /// [`STOP_GRACE`](crate::STOP_GRACE), ends them (SIGKILL): none is left
     /// behind. Defaults to `None`: wait for ever, as Python (not in Python).
     pub close_timeout: Option<Duration>,
+    /// Fork even when the process runs other threads. Defaults to `false`:
+    /// such a request is refused — reported to `handle_error` as
+    /// [`RequestError::Process`] naming the thread count, and closed —
+    /// because a child copies only the forking thread, and a lock another
+    /// thread held (the allocator's, a logger's, stdout's) stays locked in
+    /// the child for ever. Set it when the other threads are known to hold
+    /// no such lock while the server forks: e.g. a signal-handling thread
+    /// blocked in `read(2)` (the `ctrlc` crate's), or a test harness's.
+    /// Python forks regardless (3.12 only warns).
+    pub fork_with_threads: bool,
     /// In the order forked, so that the oldest is first.
     active_children: Mutex<VecDeque<Pid>>,
-    warned: AtomicBool,
 }
 
 impl Default for ForkingMixIn {
@@ -74,8 +85,8 @@ impl Default for ForkingMixIn {
             timeout: Duration::from_secs(300),
             block_on_close: true,
             close_timeout: None,
+            fork_with_threads: false,
             active_children: Mutex::new(VecDeque::new()),
-            warned: AtomicBool::new(false),
         }
     }
 }
@@ -145,7 +156,12 @@ impl ForkingMixIn {
         }
     }
 
-    fn warn_if_threaded(&self) {
+    /// Why this process must not fork now: it runs other threads and the
+    /// program has not opted in with `fork_with_threads`.
+    fn refuse_threaded(&self) -> Option<std::io::Error> {
+        if self.fork_with_threads {
+            return None;
+        }
         let threads = std::fs::read_to_string("/proc/self/status")
             .ok()
             .and_then(|status| {
@@ -153,15 +169,26 @@ impl ForkingMixIn {
                     .lines()
                     .find_map(|l| l.strip_prefix("Threads:"))
                     .and_then(|n| n.trim().parse::<usize>().ok())
-            });
-        if threads.is_some_and(|n| n > 1) && !self.warned.swap(true, Ordering::Relaxed) {
-            log::warn!(
-                "ForkingMixIn: forking a process that runs {} threads; a child may deadlock on a \
-                 lock another thread held (see the fork-safety rule in ForkingMixIn's docs)",
-                threads.unwrap_or_default()
-            );
-        }
+            })?;
+        (threads > 1).then(|| {
+            std::io::Error::other(format!(
+                "ForkingMixIn: refusing to fork a process that runs {threads} threads (a child \
+                 may deadlock on a lock another thread held); set \
+                 ForkingMixIn::fork_with_threads if the other threads hold none"
+            ))
+        })
     }
+}
+
+/// A request no child will run: reported, then shut down and closed.
+fn not_forked<S: BaseServer + ?Sized>(
+    server: &S,
+    request: RequestOf<S>,
+    client_address: AddressOf<S>,
+    why: std::io::Error,
+) {
+    server.handle_error(&request, &client_address, &RequestError::Process(why));
+    server.shutdown_request(request);
 }
 
 /// How often `server_close` looks for exited children while it waits with
@@ -231,7 +258,9 @@ impl MixIn for ForkingMixIn {
         client_address: AddressOf<S>,
     ) {
         self.collect_children(false);
-        self.warn_if_threaded();
+        if let Some(refused) = self.refuse_threaded() {
+            return not_forked(&**server, request, client_address, refused);
+        }
         // Held across the fork, so that a server_close on another thread
         // cannot miss the new child. The child never touches it.
         let mut children = self.active_children.lock();
@@ -239,7 +268,7 @@ impl MixIn for ForkingMixIn {
         // and then `_exit`s without unwinding or running destructors; the
         // parent goes on as before. What fork cannot make safe — locks held
         // by other threads at the fork — is excluded by the rule in this
-        // module's docs (warned about above).
+        // module's docs: refused above unless the program opted in.
         match unsafe { fork() } {
             Ok(ForkResult::Parent { child }) => {
                 children.push_back(child);
@@ -271,9 +300,7 @@ impl MixIn for ForkingMixIn {
             }
             Err(errno) => {
                 drop(children);
-                let error = RequestError::Process(errno.into());
-                server.handle_error(&request, &client_address, &error);
-                server.shutdown_request(request);
+                not_forked(&**server, request, client_address, errno.into());
             }
         }
     }

@@ -104,9 +104,11 @@ pub(crate) fn handle_request<S: BaseServer>(server: &Arc<S>) -> io::Result<()> {
     root.serve_as(server);
     let deadline = root.timeout.map(|timeout| Instant::now() + timeout);
     loop {
-        let socket = root.socket()?;
         let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-        match selector::select(Some(socket.as_fd()), None, remaining)? {
+        // The socket is not held past the wait: a forked child drops the
+        // server's reference to close it, and must hold no other.
+        let ready = selector::select(Some(root.socket()?.as_fd()), None, remaining)?;
+        match ready {
             Ready::Request => match handle_request_noblock(server) {
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => continue,
                 result => return result,
