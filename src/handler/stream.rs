@@ -31,10 +31,18 @@ impl RequestKind for Stream {
     ) -> io::Result<()> {
         let handler = server.request_handler();
         connection.prepare_for_coroutine()?;
+        // A parked connection comes back as a new request, through this
+        // function again: only one with no per-connection setup (a PROXY
+        // header read once, a TLS session) may park.
+        #[allow(unused_mut)]
+        let mut may_park = true;
         #[cfg(feature = "proxy")]
-        let client_address = server
-            .proxy_protocol
-            .client_address(connection, client_address)?;
+        let client_address = {
+            may_park &= server.proxy_protocol == crate::ProxyProtocol::Off;
+            server
+                .proxy_protocol
+                .client_address(connection, client_address)?
+        };
         let options = handler.options();
         let handle = server.handle();
         #[cfg(feature = "tls")]
@@ -48,7 +56,8 @@ impl RequestKind for Stream {
                 &options,
             );
         }
-        run_on(handler, connection, client_address, handle, &options)
+        let request = StreamRequest::new(connection, client_address, handle, &options);
+        run_on(handler, request, &options, may_park)
     }
 
     fn shutdown_request(connection: Connection<'_>) {
@@ -136,6 +145,8 @@ pub struct StreamRequest<'a> {
     /// The server that accepted the request (Python's `self.server`), to
     /// shut it down from a handler.
     pub server: &'a ServerHandle,
+    /// Set by [`serve_again`](StreamRequest::serve_again).
+    again: bool,
 }
 
 impl<'a> StreamRequest<'a> {
@@ -154,7 +165,47 @@ impl<'a> StreamRequest<'a> {
             wfile: SocketWriter::new(connection, options.wbufsize),
             client_address,
             server,
+            again: false,
         }
+    }
+
+    /// Asks for the handler to run again on this connection — `setup`,
+    /// `handle` and `finish` — when the client sends its next request: the
+    /// keep-alive of a request/response protocol (HTTP/1.1), written as a
+    /// handler that serves one request per call. Not in Python, whose
+    /// handlers loop inside `handle`, holding their thread meanwhile.
+    ///
+    /// Under [`ThreadPoolMixIn`](crate::ThreadPoolMixIn) with
+    /// [`Dispatch::WhenReadable`](crate::mixin::Dispatch::WhenReadable) (the
+    /// default), a connection with nothing more to read waits in the pool's
+    /// readiness gate meanwhile, holding no worker, until the client sends
+    /// or `idle_timeout` passes (then it is closed, counted in
+    /// [`PoolStats::expired`](crate::mixin::PoolStats::expired)). Otherwise
+    /// — other mix-ins, bytes already in `rfile`'s buffer (pipelining), a
+    /// TLS or PROXY-protocol connection — the handler is called again at
+    /// once, on the same thread, with the same `rfile`. Once the server is
+    /// shut down or closed, it is not called again: the connection is
+    /// closed after the request that asked.
+    ///
+    /// ```
+    /// use socketserver::{StreamRequest, ThreadPoolTCPServer};
+    /// use std::io::{BufRead, Write};
+    ///
+    /// // A line echo that serves each line as a request of its own: between
+    /// // two lines the connection holds no pool worker.
+    /// let server = ThreadPoolTCPServer::new("127.0.0.1:0", |r: &mut StreamRequest<'_>| {
+    ///     let mut line = Vec::new();
+    ///     if r.rfile.read_until(b'\n', &mut line)? > 0 {
+    ///         r.wfile.write_all(&line)?;
+    ///         r.serve_again();
+    ///     }
+    ///     Ok(())
+    /// })?;
+    /// # drop(server);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn serve_again(&mut self) {
+        self.again = true;
     }
 }
 
@@ -178,25 +229,30 @@ fn run_tls(
         .timeout
         .unwrap_or(crate::tls::DEFAULT_HANDSHAKE_TIMEOUT);
     let tls = crate::tls::TlsStream::accept(config, connection, timeout)?;
-    let result = run_on(
-        handler,
-        Connection::Tls(&tls),
-        client_address,
-        server,
-        options,
-    );
+    let request = StreamRequest::new(Connection::Tls(&tls), client_address, server, options);
+    let result = run_on(handler, request, options, false);
     let closed = tls.close();
     result.and(closed)
 }
 
+/// Runs the handler on `request`, again for as long as it asks to
+/// ([`StreamRequest::serve_again`]), or until it may park instead.
 fn run_on(
     handler: &dyn RequestHandler<Stream>,
-    connection: Connection<'_>,
-    client_address: Address,
-    server: &ServerHandle,
+    mut request: StreamRequest<'_>,
     options: &StreamOptions,
+    may_park: bool,
 ) -> io::Result<()> {
-    connection.apply(options)?;
-    let mut request = StreamRequest::new(connection, client_address, server, options);
-    super::run_handler(handler, &mut request)
+    request.connection.apply(options)?;
+    loop {
+        request.again = false;
+        super::run_handler(handler, &mut request)?;
+        if !request.again || request.server.stopping() {
+            return Ok(());
+        }
+        // Bytes already buffered would be lost with this rfile.
+        if may_park && request.rfile.buffer().is_empty() && super::keep_alive::park() {
+            return Ok(());
+        }
+    }
 }

@@ -145,11 +145,44 @@ pub fn process_request_thread<S: BaseServer + ?Sized>(
     request: RequestOf<S>,
     client_address: AddressOf<S>,
 ) -> bool {
+    let ok = finish_and_report(server, &request, &client_address);
+    server.shutdown_request(request);
+    ok
+}
+
+/// [`process_request_thread`] on a pool worker, where a connection whose
+/// handler asked to serve it again ([`StreamRequest::serve_again`]) may
+/// park: then it is given back, open, instead of shut down.
+///
+/// [`StreamRequest::serve_again`]: crate::StreamRequest::serve_again
+pub(crate) fn process_request_or_park<S: BaseServer + ?Sized>(
+    server: &S,
+    request: RequestOf<S>,
+    client_address: AddressOf<S>,
+) -> Option<(RequestOf<S>, AddressOf<S>)> {
+    let (ok, parked) = crate::handler::keep_alive::allowing_parking(|| {
+        finish_and_report(server, &request, &client_address)
+    });
+    if parked && ok {
+        return Some((request, client_address));
+    }
+    server.shutdown_request(request);
+    None
+}
+
+/// `finish_request`, and `handle_error` if it failed or panicked: the part
+/// of `process_request_thread` before `shutdown_request`. Returns whether
+/// it succeeded.
+fn finish_and_report<S: BaseServer + ?Sized>(
+    server: &S,
+    request: &RequestOf<S>,
+    client_address: &AddressOf<S>,
+) -> bool {
     let handle = server.base().handle();
     // A stream request's connection, for a bounded stop to shut down.
-    let view = S::Transport::view(&request);
+    let view = S::Transport::view(request);
     let open = <S::Transport as Transport>::Kind::readiness(view).map(|fd| handle.open_request(fd));
-    let error = match crate::panic::catch(|| server.finish_request(&request, &client_address)) {
+    let error = match crate::panic::catch(|| server.finish_request(request, client_address)) {
         Ok(Ok(())) => None,
         Ok(Err(err)) => Some(RequestError::Handler(err)),
         Err(message) => Some(RequestError::Panic(message)),
@@ -158,13 +191,12 @@ pub fn process_request_thread<S: BaseServer + ?Sized>(
     if let Some(error) = error {
         // A panicking handle_error must not skip shutdown_request.
         if let Err(message) =
-            crate::panic::catch(|| server.handle_error(&request, &client_address, &error))
+            crate::panic::catch(|| server.handle_error(request, client_address, &error))
         {
             log::error!("handle_error panicked: {message} (while reporting: {error})");
         }
     }
     // Given up before shutdown_request closes the socket (see OpenRequests).
     drop(open);
-    server.shutdown_request(request);
     ok
 }

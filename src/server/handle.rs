@@ -250,6 +250,17 @@ impl ServerHandle {
         self.shared.shutdown_request.load(Ordering::SeqCst)
     }
 
+    /// Whether the server is stopping or has stopped: shut down (asked to,
+    /// or `serve_forever` has returned since) or closed. A kept connection
+    /// is not served again then.
+    pub(crate) fn stopping(&self) -> bool {
+        if self.shutdown_requested() {
+            return true;
+        }
+        let state = self.shared.state.lock();
+        state.is_shut_down || state.closed
+    }
+
     pub(crate) fn waker(&self) -> BorrowedFd<'_> {
         self.shared.waker.as_fd()
     }

@@ -17,7 +17,7 @@ use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
-use super::mixin::{guarded, Job, Overload, Pool, Waiting, WAIT_SLICE};
+use super::mixin::{guarded, Entry, Job, Overload, Pool, Waiting, WAIT_SLICE};
 use crate::sys::{self, Waker};
 
 /// What [`Gate::admit`] decided.
@@ -92,10 +92,13 @@ impl Gate {
     /// fires once, and the registration goes when the connection closes.
     /// The lock comes back held, so that the gate cannot see the event
     /// before it knows the connection.
-    pub(super) fn admit(&self, pool: &Pool, fd: BorrowedFd<'_>) -> Admission<'_> {
+    pub(super) fn admit(&self, pool: &Pool, fd: BorrowedFd<'_>, entry: Entry) -> Admission<'_> {
         let mut state = self.state.lock();
         while state.pending.len() >= self.max_waiting && !state.closing {
-            if pool.overload == Overload::Reject || pool.handle.shutdown_requested() {
+            if pool.overload == Overload::Reject
+                || pool.handle.shutdown_requested()
+                || entry == Entry::Parked
+            {
                 return Admission::Full;
             }
             self.room.wait_for(&mut state, WAIT_SLICE);
@@ -106,7 +109,14 @@ impl Gate {
         let token = state.next_token;
         state.next_token += 1;
         let flags = EpollFlags::EPOLLIN | EpollFlags::EPOLLRDHUP | EpollFlags::EPOLLONESHOT;
-        match self.epoll.add(fd, EpollEvent::new(flags, token)) {
+        let mut event = EpollEvent::new(flags, token);
+        // A parked connection is in the set already, disarmed since it
+        // fired (one-shot): re-arm it.
+        let added = match self.epoll.add(fd, event) {
+            Err(Errno::EEXIST) => self.epoll.modify(fd, &mut event),
+            added => added,
+        };
+        match added {
             Ok(()) => Admission::Watched(state, token),
             Err(err) => {
                 log::debug!("thread pool: epoll_ctl failed ({err}); dispatching at once");

@@ -14,7 +14,7 @@ use super::gate::{Admission, Gate};
 use crate::handler::RequestKind;
 use crate::mixin::in_flight::InFlight;
 use crate::mixin::threading::DEFAULT_STACK_SIZE;
-use crate::mixin::{process_request_thread, MixIn};
+use crate::mixin::{process_request_or_park, MixIn};
 use crate::{AddressOf, BaseServer, RequestOf, ServerHandle, Transport};
 
 type TransportOf<S> = <S as BaseServer>::Transport;
@@ -174,13 +174,27 @@ pub(super) type Job = Box<dyn Task>;
 
 struct Request<S: BaseServer + ?Sized> {
     server: Arc<S>,
+    /// Where a connection parked by its handler goes back to.
+    pool: Weak<Pool>,
     request: RequestOf<S>,
     client_address: AddressOf<S>,
 }
 
 impl<S: BaseServer + ?Sized> Task for Request<S> {
     fn run(self: Box<Self>) {
-        process_request_thread(&*self.server, self.request, self.client_address);
+        let Request {
+            server,
+            pool,
+            request,
+            client_address,
+        } = *self;
+        let parked = process_request_or_park(&*server, request, client_address);
+        if let Some((request, client_address)) = parked {
+            match pool.upgrade() {
+                Some(pool) => pool.dispatch(&server, request, client_address, Entry::Parked),
+                None => server.shutdown_request(request),
+            }
+        }
     }
     fn reject(self: Box<Self>) {
         self.server
@@ -201,6 +215,7 @@ pub(super) trait Waiting: Send {
 
 struct Pending<S: BaseServer + ?Sized> {
     server: Weak<S>,
+    pool: Weak<Pool>,
     request: RequestOf<S>,
     client_address: AddressOf<S>,
 }
@@ -210,10 +225,23 @@ impl<S: BaseServer + ?Sized> Waiting for Pending<S> {
         let server = self.server.upgrade()?;
         Some(Box::new(Request {
             server,
+            pool: self.pool,
             request: self.request,
             client_address: self.client_address,
         }))
     }
+}
+
+/// How a connection comes to [`Pool::dispatch`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Entry {
+    /// Just accepted: the overload policy applies.
+    Accepted,
+    /// Parked by its handler after a request (keep-alive): it waits in the
+    /// gate if there is room at once, else it is closed — a worker never
+    /// waits for room, and a kept connection closed between requests is
+    /// one the client expects may close.
+    Parked,
 }
 
 /// Runs a request hook that must not take the calling thread down with it.
@@ -241,6 +269,52 @@ pub(super) struct Pool {
 }
 
 impl Pool {
+    /// Hands a connection to the gate to wait until it is readable, or
+    /// queues it for a worker.
+    fn dispatch<S: BaseServer + ?Sized>(
+        self: &Arc<Self>,
+        server: &Arc<S>,
+        request: RequestOf<S>,
+        client_address: AddressOf<S>,
+        entry: Entry,
+    ) {
+        let Some(sender) = self.sender.lock().clone() else {
+            server.shutdown_request(request); // closed: nobody will run it
+            return;
+        };
+        let readiness =
+            <TransportOf<S> as Transport>::Kind::readiness(TransportOf::<S>::view(&request));
+        let task = |request, client_address| {
+            Box::new(Request {
+                server: Arc::clone(server),
+                pool: Arc::downgrade(self),
+                request,
+                client_address,
+            })
+        };
+        if let (Some(gate), Some(fd)) = (&self.gate, readiness) {
+            match (gate.admit(self, fd, entry), entry) {
+                (Admission::Watched(state, token), _) => {
+                    let waiting = Box::new(Pending {
+                        server: Arc::downgrade(server),
+                        pool: Arc::downgrade(self),
+                        request,
+                        client_address,
+                    });
+                    return gate.hold(state, token, waiting);
+                }
+                (Admission::Full, Entry::Accepted) => {
+                    return self.reject(task(request, client_address));
+                }
+                (Admission::Full | Admission::Unwatched, Entry::Parked) => {
+                    return guarded("shutdown_request", || server.shutdown_request(request));
+                }
+                (Admission::Unwatched, Entry::Accepted) => {}
+            }
+        }
+        self.submit(&sender, task(request, client_address), || {});
+    }
+
     /// Queues a task as the overload policy says. The caller holds no lock.
     pub(super) fn submit(&self, sender: &Sender<Job>, task: Job, mut meanwhile: impl FnMut()) {
         let mut task = match self.overload {
@@ -392,38 +466,7 @@ impl MixIn for ThreadPoolMixIn {
         let pool = self
             .pool
             .get_or_init(|| self.start(server.shutdown_handle()));
-        let Some(sender) = pool.sender.lock().clone() else {
-            server.shutdown_request(request); // closed: nobody will run it
-            return;
-        };
-        let readiness =
-            <TransportOf<S> as Transport>::Kind::readiness(TransportOf::<S>::view(&request));
-        if let (Some(gate), Some(fd)) = (&pool.gate, readiness) {
-            match gate.admit(pool, fd) {
-                Admission::Watched(state, token) => {
-                    let waiting = Box::new(Pending {
-                        server: Arc::downgrade(server),
-                        request,
-                        client_address,
-                    });
-                    return gate.hold(state, token, waiting);
-                }
-                Admission::Full => {
-                    return pool.reject(Box::new(Request {
-                        server: Arc::clone(server),
-                        request,
-                        client_address,
-                    }));
-                }
-                Admission::Unwatched => {}
-            }
-        }
-        let task = Box::new(Request {
-            server: Arc::clone(server),
-            request,
-            client_address,
-        });
-        pool.submit(&sender, task, || {});
+        pool.dispatch(server, request, client_address, Entry::Accepted);
     }
 
     /// Stops taking requests and closes connections that never sent

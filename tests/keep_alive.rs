@@ -1,0 +1,132 @@
+//! Keep-alive through `StreamRequest::serve_again`: a handler serving one
+//! request per call, called again when the client sends the next. Under the
+//! pool a kept connection waits in the readiness gate between requests,
+//! holding no worker; pipelined bytes are served at once; a stop closes
+//! kept connections.
+
+mod util;
+
+use std::io::{self, BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use socketserver::{BaseServer, StreamRequest, ThreadPoolTCPServer, ThreadingTCPServer};
+use util::{bounded, serve, CLIENT_TIMEOUT};
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// One line per call, echoed; asks to serve the connection again.
+fn kept_line_echo(request: &mut StreamRequest<'_>) -> io::Result<()> {
+    let mut line = Vec::new();
+    if request.rfile.read_until(b'\n', &mut line)? > 0 {
+        request.wfile.write_all(&line)?;
+        request.serve_again();
+    }
+    Ok(())
+}
+
+fn connect(address: std::net::SocketAddr) -> BufReader<TcpStream> {
+    let stream = TcpStream::connect(address).unwrap();
+    stream.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
+    BufReader::new(stream)
+}
+
+fn exchange(client: &mut BufReader<TcpStream>, line: &str) -> String {
+    client.get_mut().write_all(line.as_bytes()).unwrap();
+    let mut echo = String::new();
+    client.read_line(&mut echo).unwrap();
+    echo
+}
+
+/// Waits (bounded) until `condition` holds; the pool parks a connection
+/// just after its reply, on the worker's thread, with no event to wait on.
+fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + CLIENT_TIMEOUT;
+    while !condition() {
+        assert!(Instant::now() < deadline, "never: {what}");
+        std::thread::yield_now();
+    }
+}
+
+/// 200 kept connections on a pool of 2 workers: every one is served, twice,
+/// while all stay open — between requests they wait in the gate. (A
+/// handler looping inside `handle` would hold both workers with the first
+/// two connections, and the others would never be served.)
+#[test]
+fn a_pool_of_two_serves_two_hundred_kept_connections() {
+    bounded(LIMIT, || {
+        let mut server = ThreadPoolTCPServer::new("127.0.0.1:0", kept_line_echo).unwrap();
+        server.mixin.workers = 2;
+        let server = Arc::new(server);
+        let serving = serve(&server, None);
+        let mut clients: Vec<_> = (0..200).map(|_| connect(server.server_address())).collect();
+        for round in 0..2 {
+            for (n, client) in clients.iter_mut().enumerate() {
+                let line = format!("request {round} on connection {n}\n");
+                assert_eq!(exchange(client, &line), line);
+            }
+            eventually("all 200 parked in the gate", || {
+                server.mixin.stats().waiting == 200
+            });
+            assert_eq!(server.mixin.stats().active, 0, "no worker held");
+        }
+        assert_eq!(server.mixin.stats().served, 400);
+        server.shutdown().unwrap();
+        serving.join().unwrap().unwrap();
+        server.server_close();
+        for client in &mut clients {
+            let mut rest = String::new();
+            assert_eq!(client.read_line(&mut rest).unwrap(), 0, "closed at close");
+        }
+    });
+}
+
+/// Two requests sent at once: the second is in `rfile`'s buffer after the
+/// first, so the handler is called again at once instead of parking (the
+/// gate would wait for bytes already read).
+#[test]
+fn pipelined_requests_are_served_in_order() {
+    bounded(LIMIT, || {
+        let mut server = ThreadPoolTCPServer::new("127.0.0.1:0", kept_line_echo).unwrap();
+        server.mixin.workers = 1;
+        let server = Arc::new(server);
+        let serving = serve(&server, None);
+        let mut client = connect(server.server_address());
+        client.get_mut().write_all(b"one\ntwo\nthree\n").unwrap();
+        for expected in ["one\n", "two\n", "three\n"] {
+            let mut echo = String::new();
+            client.read_line(&mut echo).unwrap();
+            assert_eq!(echo, expected);
+        }
+        assert_eq!(exchange(&mut client, "four\n"), "four\n");
+        server.shutdown().unwrap();
+        serving.join().unwrap().unwrap();
+    });
+}
+
+/// Without a pool the handler is called again on its own thread; once the
+/// server is shutting down it is not called again, and the connection is
+/// closed after the request that asked.
+#[test]
+fn threading_serves_again_in_place_until_shutdown() {
+    bounded(LIMIT, || {
+        let server = Arc::new(ThreadingTCPServer::new("127.0.0.1:0", kept_line_echo).unwrap());
+        let serving = serve(&server, None);
+        let mut client = connect(server.server_address());
+        for n in 0..3 {
+            let line = format!("line {n}\n");
+            assert_eq!(exchange(&mut client, &line), line);
+        }
+        server.shutdown().unwrap();
+        serving.join().unwrap().unwrap();
+        assert_eq!(
+            exchange(&mut client, "last\n"),
+            "last\n",
+            "the request in flight is served"
+        );
+        let mut rest = String::new();
+        assert_eq!(client.read_line(&mut rest).unwrap(), 0, "then closed");
+        server.server_close();
+    });
+}
