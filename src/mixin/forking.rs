@@ -17,6 +17,7 @@
 #![allow(unsafe_code)]
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -76,6 +77,10 @@ pub struct ForkingMixIn {
     pub fork_with_threads: bool,
     /// In the order forked, so that the oldest is first.
     active_children: Mutex<VecDeque<Pid>>,
+    /// Forks under way (a child not yet in `active_children`), so that a
+    /// `server_close` on another thread waits for it too — without holding
+    /// the lock across `fork()`, whose copy would stay locked in the child.
+    forking: AtomicUsize,
 }
 
 impl Default for ForkingMixIn {
@@ -87,6 +92,7 @@ impl Default for ForkingMixIn {
             close_timeout: None,
             fork_with_threads: false,
             active_children: Mutex::new(VecDeque::new()),
+            forking: AtomicUsize::new(0),
         }
     }
 }
@@ -119,10 +125,16 @@ impl ForkingMixIn {
             let gone = wait_for_one(&children);
             self.active_children.lock().retain(|&pid| pid != gone);
         }
-        if blocking {
+        while blocking {
             let children = std::mem::take(&mut *self.active_children.lock());
-            for pid in children {
+            for &pid in &children {
                 reap(pid, true);
+            }
+            if children.is_empty() && self.forking.load(Ordering::SeqCst) == 0 {
+                break;
+            }
+            if children.is_empty() {
+                std::thread::yield_now(); // a fork under way: its child comes next
             }
         }
     }
@@ -135,7 +147,7 @@ impl ForkingMixIn {
         };
         loop {
             self.active_children.lock().retain(|&pid| !reap(pid, false));
-            if self.active_children.lock().is_empty() {
+            if self.active_children.lock().is_empty() && self.forking.load(Ordering::SeqCst) == 0 {
                 return true;
             }
             let left = deadline.saturating_duration_since(Instant::now());
@@ -261,9 +273,9 @@ impl MixIn for ForkingMixIn {
         if let Some(refused) = self.refuse_threaded() {
             return not_forked(&**server, request, client_address, refused);
         }
-        // Held across the fork, so that a server_close on another thread
-        // cannot miss the new child. The child never touches it.
-        let mut children = self.active_children.lock();
+        // Counted from before the fork until the child is recorded, so that
+        // a server_close on another thread cannot miss it.
+        self.forking.fetch_add(1, Ordering::SeqCst);
         // SAFETY: the child runs only the request (process_request_thread)
         // and then `_exit`s without unwinding or running destructors; the
         // parent goes on as before. What fork cannot make safe — locks held
@@ -271,8 +283,8 @@ impl MixIn for ForkingMixIn {
         // module's docs: refused above unless the program opted in.
         match unsafe { fork() } {
             Ok(ForkResult::Parent { child }) => {
-                children.push_back(child);
-                drop(children);
+                self.active_children.lock().push_back(child);
+                self.forking.fetch_sub(1, Ordering::SeqCst);
                 server.close_request(request);
             }
             Ok(ForkResult::Child) => {
@@ -299,7 +311,7 @@ impl MixIn for ForkingMixIn {
                 unsafe { nix::libc::_exit(if ok { 0 } else { 1 }) }
             }
             Err(errno) => {
-                drop(children);
+                self.forking.fetch_sub(1, Ordering::SeqCst);
                 not_forked(&**server, request, client_address, errno.into());
             }
         }
