@@ -125,15 +125,18 @@ impl ForkingMixIn {
             let gone = wait_for_one(&children);
             self.active_children.lock().retain(|&pid| pid != gone);
         }
-        while blocking {
+        if !blocking {
+            return;
+        }
+        loop {
             let children = std::mem::take(&mut *self.active_children.lock());
             for &pid in &children {
                 reap(pid, true);
             }
-            if children.is_empty() && self.forking.load(Ordering::SeqCst) == 0 {
-                break;
-            }
             if children.is_empty() {
+                if self.forking.load(Ordering::SeqCst) == 0 {
+                    return;
+                }
                 std::thread::yield_now(); // a fork under way: its child comes next
             }
         }
