@@ -159,6 +159,7 @@ pub mod mixin;
 mod panic;
 #[cfg(feature = "proxy")]
 mod proxy;
+pub mod restart;
 mod server;
 mod sys;
 #[cfg(feature = "tls")]

@@ -1,54 +1,235 @@
 //! Running any server from the command line: signals, the `listening on`
-//! line, graceful shutdown, and the choice of mix-in.
+//! line, graceful shutdown, restart on SIGHUP, and the choice of mix-in.
 
 use std::io::{self, Write};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use socketserver::restart::{Inherited, Restarter};
 use socketserver::{
-    Address, BaseServer, CoroutineMixIn, ForkingMixIn, MixIn, Server, Synchronous, ThreadPoolMixIn,
-    ThreadingMixIn, Transport,
+    Address, BaseServer, CoroutineMixIn, ForkingMixIn, MixIn, Server, ServerAddress, Synchronous,
+    ThreadPoolMixIn, ThreadingMixIn, Transport,
 };
 
 use crate::Mode;
 
 /// Serves until SIGINT or SIGTERM, then shuts down gracefully: requests in
-/// flight finish (`block_on_close`). A second signal exits at once.
+/// flight finish (`block_on_close`). A second signal exits at once. SIGHUP
+/// restarts: see [`restart`].
 pub fn serve<T: Transport, M: MixIn + CloseTimeout>(mut server: Server<T, M>) -> io::Result<()> {
     let drain = drain_timeout();
     server.mixin.set_close_timeout(drain);
     let server = Arc::new(server);
-    let handle = server.shutdown_handle();
-    let signals = AtomicUsize::new(0);
-    ctrlc::set_handler(move || {
-        if signals.fetch_add(1, Ordering::SeqCst) == 0 {
-            log::info!(
-                "shutting down: requests in flight have {drain:?} to finish (again to force)"
-            );
-            // On a thread of its own: this one must stay free to see a
-            // second signal. The loop stops at once, except in a
-            // synchronous server whose handler waits on a client: its
-            // connection is cut when the drain deadline passes.
-            let handle = handle.clone();
-            std::thread::spawn(move || handle.shutdown_within(drain));
-        } else {
-            eprintln!("forced exit");
-            std::process::exit(130);
-        }
-    })
-    .map_err(io::Error::other)?;
+    let signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
+    std::thread::spawn({
+        let server = Arc::clone(&server);
+        move || watch(signals, server, drain)
+    });
     let address: Address = server.server_address().into();
     let mut stdout = io::stdout().lock();
     writeln!(stdout, "listening on {address}")?;
     stdout.flush()?;
     drop(stdout);
+    announce_ready()?;
     server.serve_forever(None)?;
     // The drain: requests in flight finish within the mix-in's
     // close_timeout (the drain timeout), or are cut off then.
     server.server_close();
+    // A socket file this process took over from its predecessor goes now,
+    // unless it was handed on in turn.
+    drop(lock(&INHERITED).take());
     log::info!("shut down");
     Ok(())
+}
+
+/// Where a server stands, as its signals see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Serving,
+    /// A successor is starting; this process serves meanwhile.
+    Restarting,
+    /// A successor took over: this process finishes its requests and exits.
+    HandedOver,
+    /// Stopping on SIGINT or SIGTERM.
+    Stopping,
+}
+
+/// The signal thread: SIGINT and SIGTERM stop the server (a second one
+/// exits at once), SIGHUP restarts it.
+fn watch<T: Transport, M: MixIn>(
+    mut signals: signal_hook::iterator::Signals,
+    server: Arc<Server<T, M>>,
+    drain: Duration,
+) {
+    let state = Arc::new(Mutex::new(State::Serving));
+    let mut stops = 0;
+    for signal in signals.forever() {
+        if signal == SIGHUP {
+            let mut now = lock(&state);
+            match *now {
+                State::Serving => {
+                    *now = State::Restarting;
+                    let (server, state) = (Arc::clone(&server), Arc::clone(&state));
+                    std::thread::spawn(move || restart(&server, &state, drain));
+                }
+                State::Restarting => log::warn!("SIGHUP ignored: a restart is under way"),
+                State::HandedOver | State::Stopping => {
+                    log::warn!("SIGHUP ignored: this process is stopping")
+                }
+            }
+            continue;
+        }
+        stops += 1;
+        if stops > 1 {
+            eprintln!("forced exit");
+            std::process::exit(130);
+        }
+        let before = std::mem::replace(&mut *lock(&state), State::Stopping);
+        if before == State::HandedOver {
+            log::info!(
+                "stopping already: requests in flight have {drain:?} to finish (again to force)"
+            );
+            continue;
+        }
+        log::info!("shutting down: requests in flight have {drain:?} to finish (again to force)");
+        if let Err(err) = socketserver::restart::notify("STOPPING=1") {
+            log::warn!("{err}");
+        }
+        // On a thread of its own: this one must stay free to see a second
+        // signal. The loop stops at once, except in a synchronous server
+        // whose handler waits on a client: its connection is cut when the
+        // drain deadline passes.
+        let handle = server.shutdown_handle();
+        std::thread::spawn(move || handle.shutdown_within(drain));
+    }
+}
+
+/// On SIGHUP: starts a new process of this program (the path it was started
+/// from, so that an upgraded binary takes over, with the same arguments)
+/// and hands it the listening socket; once it has printed its `listening
+/// on` line and reported ready, this process stops accepting, finishes its
+/// requests within the drain timeout and exits 0. The socket is never closed
+/// while either process could accept: no connection is refused or reset.
+/// If the new process fails to start or to report ready within
+/// `--restart-timeout`, it is killed and this one serves on.
+fn restart<T: Transport, M: MixIn>(server: &Server<T, M>, state: &Mutex<State>, drain: Duration) {
+    let started = Instant::now();
+    let result = match (RESTARTER.get(), server.socket()) {
+        (Some(Ok(restarter)), Ok(socket)) => {
+            log::info!("restarting: starting {}", restarter.program().display());
+            restarter.spawn(&[socket.as_fd()])
+        }
+        (Some(Err(err)), _) => Err(io::Error::new(err.kind(), err.to_string())),
+        (None, _) => Err(io::Error::other("restart: not set up (init_restart)")),
+        (_, Err(err)) => Err(err),
+    };
+    let child = match result {
+        Ok(child) => child,
+        Err(err) => {
+            log::error!("{err}; this process serves on");
+            let mut now = lock(state);
+            if *now == State::Restarting {
+                *now = State::Serving;
+            }
+            return;
+        }
+    };
+    let pid = child.id();
+    let mut now = lock(state);
+    if *now == State::Stopping {
+        // Stopped while the new process started: it stops too.
+        log::info!("restart: stopping the new process {pid} too");
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        return;
+    }
+    *now = State::HandedOver;
+    drop(now);
+    log::info!(
+        "restart: process {pid} took over in {} ms; this one stops accepting, and its \
+         requests in flight have {drain:?} to finish",
+        started.elapsed().as_millis()
+    );
+    // Under systemd (Type=notify), the new process is the service's main
+    // process from now on.
+    if let Err(err) = socketserver::restart::notify(&format!("MAINPID={pid}\nREADY=1")) {
+        log::warn!("{err}");
+    }
+    let _ = server.shutdown_handle().shutdown_within(drain);
+}
+
+/// What a predecessor passed to this process (started by a restart), taken
+/// at start; the successor's socket file goes with it.
+static INHERITED: Mutex<Option<Inherited>> = Mutex::new(None);
+
+/// How a restart starts the next process: read at start, before an upgrade
+/// can replace the executable (or the error that prevented it, reported
+/// at SIGHUP).
+static RESTARTER: OnceLock<io::Result<Restarter>> = OnceLock::new();
+
+/// Call first thing in `main`, before any thread starts: takes the sockets
+/// a predecessor passed (if a restart started this process) and records
+/// this program's path and arguments, and `--restart-timeout`, for the next
+/// restart.
+pub fn init_restart(ready_timeout_secs: f64) -> io::Result<()> {
+    let ready_timeout = Duration::try_from_secs_f64(ready_timeout_secs).map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("bad --restart-timeout {ready_timeout_secs}: {e}"),
+        )
+    })?;
+    *lock(&INHERITED) = Inherited::from_env()?;
+    let _ = RESTARTER.set(Restarter::new().map(|mut restarter| {
+        restarter.ready_timeout = ready_timeout;
+        restarter
+    }));
+    Ok(())
+}
+
+/// The listening socket a predecessor passed, if this process was started
+/// by a restart (and has not taken it yet).
+fn inherited_socket() -> Option<OwnedFd> {
+    lock(&INHERITED).as_mut()?.take(0)
+}
+
+/// Whether a restart started this process.
+fn is_successor() -> bool {
+    lock(&INHERITED).is_some()
+}
+
+/// `Server::new(address, handler)` — or, in a process a restart started,
+/// the server on the socket its predecessor passed: nothing is bound.
+pub fn new_server<T: Transport, M: MixIn + Default>(
+    address: impl ServerAddress<T>,
+    handler: impl socketserver::RequestHandler<T::Kind>,
+) -> io::Result<Server<T, M>> {
+    match inherited_socket() {
+        Some(fd) => Server::from_fd(fd, handler),
+        None => Server::new(address, handler),
+    }
+}
+
+/// Tells whoever waits that this process serves: the predecessor (a
+/// restart), or systemd (`Type=notify`).
+fn announce_ready() -> io::Result<()> {
+    if let Some(inherited) = lock(&INHERITED).as_mut() {
+        return inherited.ready();
+    }
+    if let Err(err) = socketserver::restart::notify("READY=1") {
+        log::warn!("{err}");
+    }
+    Ok(())
+}
+
+/// A lock whose holder cannot have panicked half-way through a change.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// `--drain-timeout`'s default: long enough for any honest request, short of
@@ -133,10 +314,14 @@ pub fn serve_in_mode<B: Build>(mode: Mode, workers: Option<usize>, build: B) -> 
         }
         Mode::Forking => {
             let mut server = build.build::<ForkingMixIn>()?;
-            // The program's other thread is the signal handler's (ctrlc),
-            // blocked in read(2) on its pipe: it holds no lock a child
-            // could need. (The thread that stops the server starts only
-            // after a signal, when no more children are forked.)
+            // The program's other thread is the signal handler's
+            // (signal-hook), blocked in poll(2) on its pipe: it holds no
+            // lock a child could need. (The thread that stops the server
+            // starts only after a signal, when no more children are
+            // forked. The one that restarts it forks and execs the new
+            // process meanwhile, holding std's environment lock for
+            // reading during its fork: a request's child reads no
+            // environment.)
             server.mixin.fork_with_threads = true;
             serve(server)
         }
@@ -158,9 +343,10 @@ impl<H: RequestHandler<Stream>> Build for TcpServer<H> {
     type Transport = Tcp;
     fn build<M: MixIn + Default>(self) -> io::Result<Server<Tcp, M>> {
         let TcpServer(address, handler, options) = self;
-        let mut server = match options.inherited {
-            Some(index) => Server::<Tcp, M>::from_systemd(index, handler)?,
-            None => {
+        let mut server = match (inherited_socket(), options.inherited) {
+            (Some(fd), _) => Server::<Tcp, M>::from_fd(fd, handler)?,
+            (None, Some(index)) => Server::<Tcp, M>::from_systemd(index, handler)?,
+            (None, None) => {
                 let mut server = Server::<Tcp, M>::unbound(address.as_str(), handler)?;
                 server.allow_reuse_port = options.reuse_port;
                 server.bind_and_activate()?;
@@ -196,6 +382,9 @@ impl NetOptions {
     /// activation is picked up without any option.
     pub fn from_args(listen: &crate::Listen) -> io::Result<Self> {
         let inherited = match listen.listen_fd {
+            // A restart passed the socket (descriptor 3 now, whatever the
+            // first process was given): see TcpServer::build.
+            _ if is_successor() => None,
             Some(fd) if fd < 3 => {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidInput,
@@ -236,13 +425,17 @@ impl NetOptions {
 impl<H: RequestHandler<Datagram>> Build for UdpServer<H> {
     type Transport = Udp;
     fn build<M: MixIn + Default>(self) -> io::Result<Server<Udp, M>> {
-        Server::<Udp, M>::new(self.0.as_str(), self.1)
+        new_server(self.0.as_str(), self.1)
     }
 }
 
 impl<H: RequestHandler<Stream>> Build for UnixServer<H> {
     type Transport = Unix;
     fn build<M: MixIn + Default>(self) -> io::Result<Server<Unix, M>> {
+        if let Some(fd) = inherited_socket() {
+            // The socket file exists, with its mode: nothing is bound.
+            return Server::from_fd(fd, self.2);
+        }
         // Unbound first: the mode is applied between bind and listen.
         let mut server = Server::<Unix, M>::unbound(self.0, self.2)?;
         server.unix_socket_mode = self.1;
@@ -254,6 +447,9 @@ impl<H: RequestHandler<Stream>> Build for UnixServer<H> {
 impl<H: RequestHandler<Datagram>> Build for UnixDgramServer<H> {
     type Transport = UnixDgram;
     fn build<M: MixIn + Default>(self) -> io::Result<Server<UnixDgram, M>> {
+        if let Some(fd) = inherited_socket() {
+            return Server::from_fd(fd, self.2);
+        }
         let mut server = Server::<UnixDgram, M>::unbound(self.0, self.2)?;
         server.unix_socket_mode = self.1;
         server.bind_and_activate()?;
