@@ -418,40 +418,82 @@ impl Load {
 /// Client threads of the load.
 const CLIENTS: usize = 8;
 /// SIGHUPs in a row.
-const RESTARTS: usize = 4;
+const RESTARTS: usize = 5;
 /// Exchanges begun before each SIGHUP and finished after the takeover.
 const SPANNING: usize = 8;
+
+/// Restarts `RESTARTS` times in a row a `socketserver echo --mode MODE`
+/// under the load of [`CLIENTS`] client threads, with [`SPANNING`]
+/// exchanges begun before each SIGHUP and finished after the takeover;
+/// waits for every old process to exit 0. Returns the server (the last
+/// process serving), the load's tally, the spanning exchanges' and the time
+/// from each SIGHUP to the takeover.
+fn restart_under_load(mode: &str, restarts: usize) -> (Family, Tally, Tally, Vec<Duration>) {
+    let mut servers = Family::start(
+        Path::new(BIN),
+        &[
+            "echo",
+            "--bind",
+            "127.0.0.1:0",
+            "--mode",
+            mode,
+            "--drain-timeout",
+            DRAIN,
+        ],
+    );
+    let address = servers.socket_addr();
+    let load = Load::start(address, CLIENTS);
+    let mut spanning = Tally::default();
+    let mut took = Vec::new();
+    for restart in 0..restarts {
+        load.progressed(BETWEEN * CLIENTS);
+        let begun: Vec<_> = (0..SPANNING)
+            .map(|i| Exchange::begin(tcp(address).unwrap(), line(100 + i, restart as u64)).unwrap())
+            .collect();
+        took.push(servers.restart());
+        for exchange in begun {
+            spanning.count(exchange.finish());
+        }
+    }
+    load.progressed(BETWEEN * CLIENTS);
+    let tally = load.finish();
+    servers.wait_old();
+    assert_eq!(servers.pids.len(), restarts + 1);
+    (servers, tally, spanning, took)
+}
+
+/// Rounds of [`PROGRESS`] exchanges per client between two restarts.
+const BETWEEN: usize = 4;
+
+/// TcpExt's ListenOverflows and ListenDrops, machine-wide (nstat's).
+fn listen_drops() -> (u64, u64) {
+    let netstat = std::fs::read_to_string("/proc/net/netstat").unwrap_or_default();
+    let mut lines = netstat.lines().filter(|line| line.starts_with("TcpExt:"));
+    let (Some(names), Some(values)) = (lines.next(), lines.next()) else {
+        return (0, 0);
+    };
+    let field = |name: &str| {
+        names
+            .split_whitespace()
+            .zip(values.split_whitespace())
+            .find(|(n, _)| *n == name)
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("ListenOverflows"), field("ListenDrops"))
+}
 
 #[test]
 fn restart_under_load_loses_nothing_and_stop_start_does() {
     bounded(LIMIT, || {
-        let mut servers = Family::start(
-            Path::new(BIN),
-            &["echo", "--bind", "127.0.0.1:0", "--drain-timeout", DRAIN],
-        );
-        let address = servers.socket_addr();
-        let load = Load::start(address, CLIENTS);
-        let mut spanning = Tally::default();
-        let mut took = Vec::new();
-        for restart in 0..RESTARTS {
-            load.progressed(CLIENTS);
-            let begun: Vec<_> = (0..SPANNING)
-                .map(|i| {
-                    Exchange::begin(tcp(address).unwrap(), line(100 + i, restart as u64)).unwrap()
-                })
-                .collect();
-            took.push(servers.restart());
-            for exchange in begun {
-                spanning.count(exchange.finish());
-            }
-        }
-        load.progressed(CLIENTS);
-        let tally = load.finish();
-        servers.wait_old();
+        let drops = listen_drops();
+        let (mut servers, tally, spanning, took) = restart_under_load("threading", RESTARTS);
+        let drops_after = listen_drops();
         let took_ms: Vec<u128> = took.iter().map(Duration::as_millis).collect();
         eprintln!(
             "restart under load: {CLIENTS} clients, {RESTARTS} restarts: {} exchanges, {} failed \
-             ({tally:?}); {} spanning a restart, {} failed; SIGHUP to takeover: {took_ms:?} ms",
+             ({tally:?}); {} spanning a restart, {} failed; SIGHUP to takeover: {took_ms:?} ms; \
+             TcpExt ListenOverflows/ListenDrops {drops:?} -> {drops_after:?} (machine-wide)",
             tally.exchanges(),
             tally.failed(),
             spanning.exchanges(),
@@ -463,18 +505,17 @@ fn restart_under_load_loses_nothing_and_stop_start_does() {
             (RESTARTS * SPANNING) as u64,
             "{spanning:?}"
         );
-        assert_eq!(servers.pids.len(), RESTARTS + 1);
 
         // The negative control: stop, then start on the same port. The same
         // load must see it.
+        let address = servers.socket_addr();
         let load = Load::start(address, CLIENTS);
         load.progressed(CLIENTS);
         servers.stop();
-        let port = address.port().to_string();
-        let bind = format!("127.0.0.1:{port}");
+        let bind = address.to_string();
         let again = Family::start(Path::new(BIN), &["echo", "--bind", &bind]);
         assert_eq!(again.address, bind);
-        load.progressed(CLIENTS);
+        load.progressed(BETWEEN * CLIENTS);
         let control = load.finish();
         eprintln!(
             "negative control (SIGTERM, then a new process on the same port): {} exchanges, \
@@ -486,6 +527,31 @@ fn restart_under_load_loses_nothing_and_stop_start_does() {
             control.failed() > 0,
             "the test must see a stop: {control:?}"
         );
+    });
+}
+
+#[test]
+fn restart_under_load_in_every_other_mode() {
+    bounded(LIMIT, || {
+        for mode in ["sync", "pool", "coroutine", "forking"] {
+            let (mut servers, tally, spanning, took) = restart_under_load(mode, 2);
+            eprintln!(
+                "--mode {mode}: 2 restarts: {} exchanges, {} failed; {} spanning, {} failed; \
+                 SIGHUP to takeover: {:?}",
+                tally.exchanges(),
+                tally.failed(),
+                spanning.exchanges(),
+                spanning.failed(),
+                took
+            );
+            assert_eq!(tally.failed(), 0, "--mode {mode}: {tally:?}");
+            assert_eq!(
+                spanning.answered,
+                (2 * SPANNING) as u64,
+                "--mode {mode}: {spanning:?}"
+            );
+            servers.stop();
+        }
     });
 }
 
