@@ -57,21 +57,22 @@
 //! protocol on descriptors 3 and 4, and brings its dependencies (tokio by
 //! default). Here the servers already own their sockets and adopt inherited
 //! ones through `from_fd` and systemd's protocol; what remains is one
-//! `fork`/`exec` with descriptors moved into place and a pipe — this module,
+//! `posix_spawn` with descriptors moved into place and a pipe — this module,
 //! with no dependency beyond the crate's own.
 
-// The second module allowed `unsafe` (after mixin::forking): placing the
-// descriptors in the child between fork and exec, and taking ownership of
-// inherited descriptor numbers. Each use says why it is sound.
+// The second module allowed `unsafe` (after mixin::forking), for one thing:
+// taking ownership of inherited descriptor numbers, which std cannot do
+// safely (`OwnedFd::from_raw_fd`). Each use says why it is sound.
 #![allow(unsafe_code)]
 
 use std::ffi::OsString;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::ExitStatus;
 use std::time::{Duration, Instant};
+
+use nix::unistd::Pid;
 
 use crate::server::socket_file::{self, SocketFile};
 
@@ -101,8 +102,8 @@ const EXIT_CHECK: Duration = Duration::from_millis(100);
 /// // this program again (Restarter::new()), which adopts the socket.
 /// let script = r#"test "$LISTEN_FDS" = 1 && echo READY=1 >&"$SOCKETSERVER_READY_FD""#;
 /// let restarter = Restarter::with_program("sh", ["-c", script]);
-/// let mut child = restarter.spawn(&[listener.as_fd()])?;
-/// assert!(child.wait()?.success());
+/// let mut successor = restarter.spawn(&[listener.as_fd()])?;
+/// assert!(successor.wait()?.success());
 ///
 /// // One that never says it is ready is killed, and the error says why.
 /// let mut restarter = Restarter::with_program("sh", ["-c", "exit 3"]);
@@ -164,11 +165,20 @@ impl Restarter {
     /// Starts the successor with `sockets` (descriptors 3, 4, … in this
     /// order; see the module's convention), standard streams and
     /// environment inherited, and waits until it reports ready. Returns the
-    /// running successor; it is not killed when the [`Child`] is dropped.
+    /// running successor.
     ///
     /// Once this returns `Ok`, the sockets belong to the successor too: a
     /// Unix socket file among them is left in place when this process's
     /// server closes.
+    ///
+    /// The process is made with `posix_spawn(3)`, its descriptors put in
+    /// place by the spawn's own `dup2` actions: nothing runs in a forked
+    /// copy of this (threaded) process, and no descriptor of the spawn's
+    /// is open in this process while it runs — so a child forked meanwhile
+    /// (by [`ForkingMixIn`](crate::ForkingMixIn), say) inherits nothing
+    /// that would hold the spawn up. (`std::process::Command` with a
+    /// `pre_exec` hook forks, and waits on a pipe that such a child keeps
+    /// open for as long as its request lasts.)
     ///
     /// # Errors
     ///
@@ -177,48 +187,12 @@ impl Restarter {
     /// not report ready within `ready_timeout`. A successor that was started
     /// is killed and waited for before the error returns, so the caller can
     /// go on serving as if nothing happened.
-    pub fn spawn(&self, sockets: &[BorrowedFd<'_>]) -> io::Result<Child> {
+    pub fn spawn(&self, sockets: &[BorrowedFd<'_>]) -> io::Result<Successor> {
+        let started = Instant::now();
         let (mut ready, ready_writer) = io::pipe()?;
-        let names = vec!["unknown"; sockets.len()].join(":");
         let mut sources: Vec<RawFd> = sockets.iter().map(|fd| fd.as_raw_fd()).collect();
         sources.push(ready_writer.as_raw_fd());
-        let mut highs = vec![-1; sources.len()];
-        let mut command = Command::new(&self.program);
-        command
-            .args(&self.args)
-            .env("LISTEN_FDS", sockets.len().to_string())
-            .env("LISTEN_FDNAMES", names)
-            .env(READY_FD, (3 + sockets.len()).to_string())
-            .env_remove("LISTEN_PID");
-        // SAFETY: the closure runs in the child between fork and exec, where
-        // only async-signal-safe calls are allowed: it calls fcntl and dup2
-        // and writes into `highs`, allocated before the fork; it neither
-        // allocates nor takes a lock. The sources are open in the parent
-        // (borrowed for this call, and the pipe's end owned here), so open
-        // in the child. Two passes, so that placing one descriptor at its
-        // number never closes another still to be placed: first every
-        // source is copied above the target range (close-on-exec, so the
-        // copies vanish at exec), then each copy is moved down to 3 + i
-        // (dup2 clears close-on-exec on the target).
-        unsafe {
-            command.pre_exec(move || {
-                let floor = 3 + sources.len() as RawFd;
-                for (high, &source) in highs.iter_mut().zip(&sources) {
-                    *high = nix::libc::fcntl(source, nix::libc::F_DUPFD_CLOEXEC, floor);
-                    if *high < 0 {
-                        return Err(io::Error::last_os_error());
-                    }
-                }
-                for (target, &high) in (3..).zip(&highs) {
-                    if nix::libc::dup2(high, target) < 0 {
-                        return Err(io::Error::last_os_error());
-                    }
-                }
-                Ok(())
-            })
-        };
-        let started = Instant::now();
-        let mut child = command.spawn().map_err(|err| {
+        let pid = self.posix_spawn(&sources).map_err(|err| {
             crate::error::context(
                 err,
                 format_args!("restart: cannot start {}", self.program.display()),
@@ -227,45 +201,104 @@ impl Restarter {
         // Only the child's copy may stay open: its end is the news that the
         // child is gone.
         drop(ready_writer);
-        match self.wait_ready(&mut ready, &mut child, started) {
+        let mut successor = Successor { pid, status: None };
+        match self.wait_ready(&mut ready, &mut successor, started) {
             Ok(()) => {
                 for socket in sockets {
                     if let Some(path) = unix_path(*socket) {
                         socket_file::keep(&path);
                     }
                 }
-                log::debug!(
-                    "restart: {} (pid {}) ready in {:?}",
-                    self.program.display(),
-                    child.id(),
-                    started.elapsed()
-                );
-                Ok(child)
+                Ok(successor)
             }
             Err(why) => {
-                let _ = child.kill();
-                let status = child.wait();
-                let status = match status {
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+                let status = match successor.wait() {
                     Ok(status) => status.to_string(),
                     Err(err) => err.to_string(),
                 };
                 Err(io::Error::new(
                     why.kind(),
                     format!(
-                        "restart: {} (pid {}) {why} ({status})",
-                        self.program.display(),
-                        child.id()
+                        "restart: {} (pid {pid}) {why} ({status})",
+                        self.program.display()
                     ),
                 ))
             }
         }
     }
 
+    /// `posix_spawn(3)` of the program, `sources` at descriptors 3, 4, …
+    fn posix_spawn(&self, sources: &[RawFd]) -> io::Result<Pid> {
+        use nix::spawn::{posix_spawnp, PosixSpawnAttr, PosixSpawnFileActions, PosixSpawnFlags};
+        use nix::sys::signal::{SigSet, Signal};
+        use std::ffi::CString;
+        use std::os::unix::ffi::OsStrExt;
+        let c_string = |bytes: &[u8]| {
+            CString::new(bytes).map_err(|_| {
+                io::Error::new(io::ErrorKind::InvalidInput, "a NUL byte in an argument")
+            })
+        };
+        let mut argv = vec![c_string(self.program.as_os_str().as_bytes())?];
+        for arg in &self.args {
+            argv.push(c_string(arg.as_bytes())?);
+        }
+        let count = sources.len() - 1;
+        let ours = [
+            ("LISTEN_FDS".to_owned(), count.to_string()),
+            (
+                "LISTEN_FDNAMES".to_owned(),
+                vec!["unknown"; count].join(":"),
+            ),
+            (READY_FD.to_owned(), (3 + count).to_string()),
+        ];
+        let mut envp = Vec::new();
+        for (name, value) in std::env::vars_os() {
+            let replaced = ["LISTEN_FDS", "LISTEN_FDNAMES", "LISTEN_PID", READY_FD];
+            if !replaced.iter().any(|r| name.as_bytes() == r.as_bytes()) {
+                envp.push(c_string(
+                    &[name.as_bytes(), b"=", value.as_bytes()].concat(),
+                )?);
+            }
+        }
+        for (name, value) in ours {
+            envp.push(c_string(format!("{name}={value}").as_bytes())?);
+        }
+        // Two passes, so that placing one descriptor at its number never
+        // closes another still to be placed: each source is first copied
+        // above every source and target, then moved down to 3 + i (dup2
+        // leaves the copy without close-on-exec), and the high copies are
+        // closed.
+        let above = sources
+            .iter()
+            .copied()
+            .max()
+            .unwrap_or(0)
+            .max(2 + sources.len() as RawFd);
+        let mut actions = PosixSpawnFileActions::init()?;
+        for (i, &source) in sources.iter().enumerate() {
+            actions.add_dup2(source, above + 1 + i as RawFd)?;
+        }
+        for i in 0..sources.len() as RawFd {
+            actions.add_dup2(above + 1 + i, 3 + i)?;
+            actions.add_close(above + 1 + i)?;
+        }
+        // As std's Command: the child starts with no signal blocked and
+        // SIGPIPE at its default action (Rust programs ignore it).
+        let mut attr = PosixSpawnAttr::init()?;
+        attr.set_sigmask(&SigSet::empty())?;
+        attr.set_sigdefault(&SigSet::from(Signal::SIGPIPE))?;
+        attr.set_flags(
+            PosixSpawnFlags::POSIX_SPAWN_SETSIGMASK | PosixSpawnFlags::POSIX_SPAWN_SETSIGDEF,
+        )?;
+        Ok(posix_spawnp(&argv[0], &actions, &attr, &argv, &envp)?)
+    }
+
     /// Reads the pipe until `READY=1`, its end, or the deadline.
     fn wait_ready(
         &self,
         pipe: &mut io::PipeReader,
-        child: &mut Child,
+        successor: &mut Successor,
         started: Instant,
     ) -> io::Result<()> {
         use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -279,7 +312,7 @@ impl Restarter {
                     format!("did not report ready within {:?}", self.ready_timeout),
                 ));
             }
-            if child.try_wait()?.is_some() {
+            if successor.try_wait()?.is_some() {
                 return Err(io::Error::other("exited before it was ready"));
             }
             let wait = PollTimeout::try_from(left.min(EXIT_CHECK)).unwrap_or(PollTimeout::MAX);
@@ -296,9 +329,6 @@ impl Restarter {
                 Err(err) => return Err(err),
             };
             if len == 0 {
-                // The pipe's end: give the child a moment to be reaped, so
-                // the error can say how it ended.
-                let _ = child.try_wait();
                 return Err(io::Error::other("exited before it was ready"));
             }
             said.extend_from_slice(&buf[..len]);
@@ -306,6 +336,60 @@ impl Restarter {
                 return Ok(());
             }
         }
+    }
+}
+
+/// A successor [`Restarter::spawn`] started, ready. Dropping it leaves the
+/// process running (it is the program now); its parent, the process that
+/// called `spawn`, usually exits without waiting for it.
+#[derive(Debug)]
+pub struct Successor {
+    pid: Pid,
+    /// Its exit status, once waited for.
+    status: Option<ExitStatus>,
+}
+
+impl Successor {
+    /// Its process id.
+    pub fn id(&self) -> u32 {
+        self.pid.as_raw() as u32
+    }
+
+    /// Waits for it to exit, as `std::process::Child::wait`.
+    ///
+    /// # Errors
+    ///
+    /// `waitpid(2)` failed.
+    pub fn wait(&mut self) -> io::Result<ExitStatus> {
+        loop {
+            if let Some(status) = self.status {
+                return Ok(status);
+            }
+            self.reap(None)?;
+        }
+    }
+
+    /// Its exit status if it has exited, without waiting.
+    fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
+        if self.status.is_none() {
+            self.reap(Some(nix::sys::wait::WaitPidFlag::WNOHANG))?;
+        }
+        Ok(self.status)
+    }
+
+    fn reap(&mut self, flags: Option<nix::sys::wait::WaitPidFlag>) -> io::Result<()> {
+        use nix::sys::wait::{waitpid, WaitStatus};
+        use std::os::unix::process::ExitStatusExt;
+        self.status = match waitpid(self.pid, flags) {
+            Ok(WaitStatus::Exited(_, code)) => Some(ExitStatus::from_raw((code & 0xff) << 8)),
+            Ok(WaitStatus::Signaled(_, signal, core)) => Some(ExitStatus::from_raw(
+                signal as i32 | if core { 0x80 } else { 0 },
+            )),
+            Ok(_) => None,
+            Err(nix::errno::Errno::EINTR) => None,
+            Err(errno) => return Err(errno.into()),
+        };
+        Ok(())
     }
 }
 

@@ -3,17 +3,55 @@
 
 use std::io::{self, Write};
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use socketserver::restart::{Inherited, Restarter};
 use socketserver::{
-    Address, BaseServer, CoroutineMixIn, ForkingMixIn, MixIn, Server, ServerAddress, Synchronous,
-    ThreadPoolMixIn, ThreadingMixIn, Transport,
+    Address, AddressOf, BaseServer, CoroutineMixIn, ForkingMixIn, MixIn, RequestOf, Server,
+    ServerAddress, Synchronous, ThreadPoolMixIn, ThreadingMixIn, Transport,
 };
 
 use crate::Mode;
+
+/// Keeps `fork(2)` and the log lines of the program's other threads apart.
+/// A log line holds the logger's lock (stderr's) while it is written; a
+/// request's child forked by `--mode forking` at that moment would inherit
+/// it locked, with no thread to unlock it, and hang at its own first log
+/// line until the drain deadline killed it. The serving thread holds the
+/// gate for reading while it hands a request to the mix-in (the fork); the
+/// signal and restart threads hold it for writing while they log.
+static FORK_GATE: RwLock<()> = RwLock::new(());
+
+/// `log::$level!`, from a thread other than the serving one: see
+/// [`FORK_GATE`].
+macro_rules! aside {
+    ($level:ident, $($arg:tt)*) => {{
+        let _gate = FORK_GATE.write().unwrap_or_else(PoisonError::into_inner);
+        log::$level!($($arg)*);
+    }};
+}
+
+/// The server as the command line runs it: a forking server's
+/// `process_request` behind [`FORK_GATE`]. (Only a forking one: in the other
+/// modes nothing forks, and a synchronous server's `process_request` runs
+/// the whole request, which must not hold up the signal thread's logging.)
+struct Gated<T: Transport, M: MixIn>(Server<T, M>);
+
+impl<T: Transport, M: MixIn + CloseTimeout> BaseServer for Gated<T, M> {
+    type Transport = T;
+    type MixIn = M;
+
+    fn base(&self) -> &Server<T, M> {
+        &self.0
+    }
+
+    fn process_request(&self, request: RequestOf<Self>, client_address: AddressOf<Self>) {
+        let _gate = M::FORKS.then(|| FORK_GATE.read().unwrap_or_else(PoisonError::into_inner));
+        self.0.process_request(request, client_address);
+    }
+}
 
 /// Serves until SIGINT or SIGTERM, then shuts down gracefully: requests in
 /// flight finish (`block_on_close`). A second signal exits at once. SIGHUP
@@ -21,7 +59,7 @@ use crate::Mode;
 pub fn serve<T: Transport, M: MixIn + CloseTimeout>(mut server: Server<T, M>) -> io::Result<()> {
     let drain = drain_timeout();
     server.mixin.set_close_timeout(drain);
-    let server = Arc::new(server);
+    let server = Arc::new(Gated(server));
     let signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
     std::thread::spawn({
         let server = Arc::clone(&server);
@@ -58,9 +96,9 @@ enum State {
 
 /// The signal thread: SIGINT and SIGTERM stop the server (a second one
 /// exits at once), SIGHUP restarts it.
-fn watch<T: Transport, M: MixIn>(
+fn watch<T: Transport, M: MixIn + CloseTimeout>(
     mut signals: signal_hook::iterator::Signals,
-    server: Arc<Server<T, M>>,
+    server: Arc<Gated<T, M>>,
     drain: Duration,
 ) {
     let state = Arc::new(Mutex::new(State::Serving));
@@ -74,9 +112,9 @@ fn watch<T: Transport, M: MixIn>(
                     let (server, state) = (Arc::clone(&server), Arc::clone(&state));
                     std::thread::spawn(move || restart(&server, &state, drain));
                 }
-                State::Restarting => log::warn!("SIGHUP ignored: a restart is under way"),
+                State::Restarting => aside!(warn, "SIGHUP ignored: a restart is under way"),
                 State::HandedOver | State::Stopping => {
-                    log::warn!("SIGHUP ignored: this process is stopping")
+                    aside!(warn, "SIGHUP ignored: this process is stopping")
                 }
             }
             continue;
@@ -88,14 +126,18 @@ fn watch<T: Transport, M: MixIn>(
         }
         let before = std::mem::replace(&mut *lock(&state), State::Stopping);
         if before == State::HandedOver {
-            log::info!(
+            aside!(
+                info,
                 "stopping already: requests in flight have {drain:?} to finish (again to force)"
             );
             continue;
         }
-        log::info!("shutting down: requests in flight have {drain:?} to finish (again to force)");
+        aside!(
+            info,
+            "shutting down: requests in flight have {drain:?} to finish (again to force)"
+        );
         if let Err(err) = socketserver::restart::notify("STOPPING=1") {
-            log::warn!("{err}");
+            aside!(warn, "{err}");
         }
         // On a thread of its own: this one must stay free to see a second
         // signal. The loop stops at once, except in a synchronous server
@@ -114,11 +156,19 @@ fn watch<T: Transport, M: MixIn>(
 /// while either process could accept: no connection is refused or reset.
 /// If the new process fails to start or to report ready within
 /// `--restart-timeout`, it is killed and this one serves on.
-fn restart<T: Transport, M: MixIn>(server: &Server<T, M>, state: &Mutex<State>, drain: Duration) {
+fn restart<T: Transport, M: MixIn + CloseTimeout>(
+    server: &Gated<T, M>,
+    state: &Mutex<State>,
+    drain: Duration,
+) {
     let started = Instant::now();
-    let result = match (RESTARTER.get(), server.socket()) {
+    let result = match (RESTARTER.get(), server.base().socket()) {
         (Some(Ok(restarter)), Ok(socket)) => {
-            log::info!("restarting: starting {}", restarter.program().display());
+            aside!(
+                info,
+                "restarting: starting {}",
+                restarter.program().display()
+            );
             restarter.spawn(&[socket.as_fd()])
         }
         (Some(Err(err)), _) => Err(io::Error::new(err.kind(), err.to_string())),
@@ -128,7 +178,7 @@ fn restart<T: Transport, M: MixIn>(server: &Server<T, M>, state: &Mutex<State>, 
     let child = match result {
         Ok(child) => child,
         Err(err) => {
-            log::error!("{err}; this process serves on");
+            aside!(error, "{err}; this process serves on");
             let mut now = lock(state);
             if *now == State::Restarting {
                 *now = State::Serving;
@@ -140,7 +190,7 @@ fn restart<T: Transport, M: MixIn>(server: &Server<T, M>, state: &Mutex<State>, 
     let mut now = lock(state);
     if *now == State::Stopping {
         // Stopped while the new process started: it stops too.
-        log::info!("restart: stopping the new process {pid} too");
+        aside!(info, "restart: stopping the new process {pid} too");
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(pid as i32),
             nix::sys::signal::Signal::SIGTERM,
@@ -149,7 +199,8 @@ fn restart<T: Transport, M: MixIn>(server: &Server<T, M>, state: &Mutex<State>, 
     }
     *now = State::HandedOver;
     drop(now);
-    log::info!(
+    aside!(
+        info,
         "restart: process {pid} took over in {} ms; this one stops accepting, and its \
          requests in flight have {drain:?} to finish",
         started.elapsed().as_millis()
@@ -157,7 +208,7 @@ fn restart<T: Transport, M: MixIn>(server: &Server<T, M>, state: &Mutex<State>, 
     // Under systemd (Type=notify), the new process is the service's main
     // process from now on.
     if let Err(err) = socketserver::restart::notify(&format!("MAINPID={pid}\nREADY=1")) {
-        log::warn!("{err}");
+        aside!(warn, "{err}");
     }
     let _ = server.shutdown_handle().shutdown_within(drain);
 }
@@ -259,6 +310,8 @@ fn drain_timeout() -> Duration {
 
 /// A mix-in whose `server_close` waits at most a drain deadline.
 pub trait CloseTimeout {
+    /// Whether the mix-in forks a child per request (see [`FORK_GATE`]).
+    const FORKS: bool = false;
     /// Sets how long `server_close` waits before stopping the requests.
     fn set_close_timeout(&mut self, timeout: Duration);
 }
@@ -279,12 +332,14 @@ macro_rules! close_timeout {
     )*};
 }
 
-close_timeout!(
-    ThreadingMixIn,
-    ThreadPoolMixIn,
-    CoroutineMixIn,
-    ForkingMixIn
-);
+close_timeout!(ThreadingMixIn, ThreadPoolMixIn, CoroutineMixIn);
+
+impl CloseTimeout for ForkingMixIn {
+    const FORKS: bool = true;
+    fn set_close_timeout(&mut self, timeout: Duration) {
+        self.close_timeout = Some(timeout);
+    }
+}
 
 pub trait Build {
     /// The transport the server uses.

@@ -116,6 +116,15 @@ impl Family {
         }
     }
 
+    /// The warnings and errors logged so far (and not yet read), for a
+    /// failure's message.
+    fn troubles(&self) -> Vec<String> {
+        self.stderr
+            .try_iter()
+            .filter(|line| line.contains("WARN") || line.contains("ERROR"))
+            .collect()
+    }
+
     /// The process that serves now.
     fn current(&self) -> Pid {
         *self.pids.last().unwrap()
@@ -544,7 +553,12 @@ fn restart_under_load_in_every_other_mode() {
                 spanning.failed(),
                 took
             );
-            assert_eq!(tally.failed(), 0, "--mode {mode}: {tally:?}");
+            assert_eq!(
+                tally.failed(),
+                0,
+                "--mode {mode}: {tally:?}; {:#?}",
+                servers.troubles()
+            );
             assert_eq!(
                 spanning.answered,
                 (2 * SPANNING) as u64,
