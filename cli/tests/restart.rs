@@ -731,6 +731,55 @@ fn a_datagram_server_restarts_too() {
     });
 }
 
+/// The other commands, which make their servers otherwise: `time` (UDP),
+/// `whoami` (TCP), and a Unix datagram `echo`. Each serves before and after.
+#[test]
+fn the_other_server_commands_restart_too() {
+    bounded(LIMIT, || {
+        let mut time = Family::start(Path::new(BIN), &["time", "--bind", "127.0.0.1:0"]);
+        let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        client.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
+        client.connect(time.socket_addr()).unwrap();
+        let mut buf = [0; 64];
+        for _ in 0..2 {
+            client.send(b"%Y").unwrap();
+            let len = client.recv(&mut buf).unwrap();
+            assert_eq!(len, 4, "a year: {:?}", &buf[..len]);
+            time.restart();
+        }
+        time.stop();
+
+        let mut whoami = Family::start(Path::new(BIN), &["whoami", "--bind", "127.0.0.1:0"]);
+        for _ in 0..2 {
+            let stream = tcp(whoami.socket_addr()).unwrap();
+            let me = stream.local_addr().unwrap();
+            assert_eq!(util::read_to_end(stream), format!("{me}\n").as_bytes());
+            whoami.restart();
+        }
+        whoami.stop();
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dgram.sock");
+        let mut echo = Family::start(
+            Path::new(BIN),
+            &["echo", "--udp", "--unix", path.to_str().unwrap()],
+        );
+        let client = UnixDatagram::bind(dir.path().join("client.sock")).unwrap();
+        client.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
+        for n in 0..2 {
+            let text = format!("datagram {n}");
+            client.send_to(text.as_bytes(), &path).unwrap();
+            let len = client.recv(&mut buf).unwrap();
+            assert_eq!(&buf[..len], text.as_bytes());
+            echo.restart();
+            echo.wait_old();
+            assert!(path.exists(), "the socket file stays");
+        }
+        echo.stop();
+        assert!(!path.exists(), "the last server removes the socket file");
+    });
+}
+
 /// Under systemd (`Type=notify`), the service manager hears READY=1 from the
 /// first process, then, at each restart, the new main pid from the old one.
 #[test]
