@@ -663,6 +663,8 @@ fn an_upgraded_executable_takes_over() {
             "/proc/PID/exe names the replaced file: {exe:?}"
         );
         servers.restart();
+        // Until the old process's loop sees the stop, either may accept.
+        servers.wait_old();
         assert_eq!(ask(b"hello\n"), b"HELLO\n", "the new program answers");
         servers.stop();
     });
