@@ -60,11 +60,6 @@
 //! `posix_spawn` with descriptors moved into place and a pipe — this module,
 //! with no dependency beyond the crate's own.
 
-// The second module allowed `unsafe` (after mixin::forking), for one thing:
-// taking ownership of inherited descriptor numbers, which std cannot do
-// safely (`OwnedFd::from_raw_fd`). Each use says why it is sound.
-#![allow(unsafe_code)]
-
 use std::ffi::OsString;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
@@ -341,7 +336,10 @@ impl Restarter {
 
 /// A successor [`Restarter::spawn`] started, ready. Dropping it leaves the
 /// process running (it is the program now); its parent, the process that
-/// called `spawn`, usually exits without waiting for it.
+/// called `spawn`, usually exits without waiting for it (the successor is
+/// then adopted by init, or the nearest subreaper). A parent that goes on
+/// running should [`wait`](Successor::wait) for it, or it stays a zombie
+/// once it exits.
 #[derive(Debug)]
 pub struct Successor {
     pid: Pid,
@@ -536,7 +534,10 @@ impl Drop for Inherited {
     }
 }
 
-/// Takes ownership of inherited descriptor `fd`, close-on-exec.
+/// Takes ownership of inherited descriptor `fd`, close-on-exec. The one
+/// place outside mixin::forking allowed `unsafe`: std cannot turn a
+/// descriptor number into an owned descriptor safely.
+#[allow(unsafe_code)]
 fn take_fd(fd: RawFd) -> io::Result<OwnedFd> {
     use nix::fcntl::{fcntl, FcntlArg, FdFlag};
     // SAFETY: F_GETFD only reads the flags of the number, open or not;

@@ -227,12 +227,7 @@ static RESTARTER: OnceLock<io::Result<Restarter>> = OnceLock::new();
 /// this program's path and arguments, and `--restart-timeout`, for the next
 /// restart.
 pub fn init_restart(ready_timeout_secs: f64) -> io::Result<()> {
-    let ready_timeout = Duration::try_from_secs_f64(ready_timeout_secs).map_err(|e| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("bad --restart-timeout {ready_timeout_secs}: {e}"),
-        )
-    })?;
+    let ready_timeout = duration("--restart-timeout", ready_timeout_secs)?;
     *lock(&INHERITED) = Inherited::from_env()?;
     let _ = RESTARTER.set(Restarter::new().map(|mut restarter| {
         restarter.ready_timeout = ready_timeout;
@@ -291,12 +286,7 @@ static DRAIN_TIMEOUT: std::sync::OnceLock<Duration> = std::sync::OnceLock::new()
 
 /// Records `--drain-timeout` for every server command.
 pub fn set_drain_timeout(secs: f64) -> io::Result<()> {
-    let drain = Duration::try_from_secs_f64(secs).map_err(|e| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("bad --drain-timeout {secs}: {e}"),
-        )
-    })?;
+    let drain = duration("--drain-timeout", secs)?;
     let _ = DRAIN_TIMEOUT.set(drain);
     Ok(())
 }
@@ -569,13 +559,15 @@ pub fn remove_stale_socket(path: &std::path::Path) -> io::Result<()> {
 
 /// Seconds from the command line as a duration (fractions allowed).
 pub fn seconds(secs: Option<f64>) -> io::Result<Option<std::time::Duration>> {
-    secs.map(|s| {
-        std::time::Duration::try_from_secs_f64(s).map_err(|e| {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("bad --timeout {s}: {e}"),
-            )
-        })
+    secs.map(|s| duration("--timeout", s)).transpose()
+}
+
+/// The value of `option`, in seconds (fractions allowed), as a duration.
+fn duration(option: &str, secs: f64) -> io::Result<Duration> {
+    Duration::try_from_secs_f64(secs).map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("bad {option} {secs}: {e}"),
+        )
     })
-    .transpose()
 }

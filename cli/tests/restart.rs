@@ -142,14 +142,9 @@ impl Family {
         self.signal(Signal::SIGHUP);
         let line = self.log_line("took over in");
         let took = signalled.elapsed();
-        let pid: i32 = line
-            .split("restart: process ")
-            .nth(1)
-            .and_then(|rest| rest.split(' ').next())
-            .and_then(|pid| pid.parse().ok())
-            .unwrap_or_else(|| panic!("no pid in {line:?}"));
+        let pid = pid_between(&line, "restart: process ", ' ');
         assert_eq!(self.listening(), self.address, "the same address");
-        self.pids.push(Pid::from_raw(pid));
+        self.pids.push(pid);
         took
     }
 
@@ -225,6 +220,16 @@ impl Drop for Family {
             let _ = waitpid(pid, None);
         }
     }
+}
+
+/// The pid in `line` after `before`, up to `end`.
+fn pid_between(line: &str, before: &str, end: char) -> Pid {
+    line.split(before)
+        .nth(1)
+        .and_then(|rest| rest.split(end).next())
+        .and_then(|pid| pid.parse().ok())
+        .map(Pid::from_raw)
+        .unwrap_or_else(|| panic!("no pid in {line:?}"))
 }
 
 /// Makes this process the child subreaper of its descendants: a server
@@ -616,14 +621,9 @@ fn a_new_process_that_fails_leaves_the_old_one_serving() {
         servers.log_line("SIGHUP ignored: a restart is under way");
         let why = servers.log_line("serves on");
         assert!(why.contains("did not report ready within 1s"), "{why}");
-        let sleeper: i32 = why
-            .split("(pid ")
-            .nth(1)
-            .and_then(|rest| rest.split(')').next())
-            .and_then(|pid| pid.parse().ok())
-            .unwrap_or_else(|| panic!("no pid in {why:?}"));
+        let sleeper = pid_between(&why, "(pid ", ')');
         assert_eq!(
-            kill(Pid::from_raw(sleeper), None),
+            kill(sleeper, None),
             Err(Errno::ESRCH),
             "the late process was killed and reaped"
         );
