@@ -360,13 +360,13 @@ pub fn serve_in_mode<B: Build>(mode: Mode, workers: Option<usize>, build: B) -> 
         Mode::Forking => {
             let mut server = build.build::<ForkingMixIn>()?;
             // The program's other thread is the signal handler's
-            // (signal-hook), blocked in poll(2) on its pipe: it holds no
-            // lock a child could need. (The thread that stops the server
-            // starts only after a signal, when no more children are
-            // forked. The one that restarts it forks and execs the new
-            // process meanwhile, holding std's environment lock for
-            // reading during its fork: a request's child reads no
-            // environment.)
+            // (signal-hook), blocked in poll(2) on its pipe; during a
+            // restart, another starts the new process (posix_spawn: nothing
+            // of it runs in a fork of this one) and waits on a pipe.
+            // Neither holds a lock a child could need, except while it
+            // logs, which FORK_GATE keeps apart from the fork. (The thread
+            // that stops the server starts only after a signal, when no
+            // more children are forked.)
             server.mixin.fork_with_threads = true;
             serve(server)
         }
