@@ -23,8 +23,9 @@
 //! # The convention
 //!
 //! systemd's `LISTEN_FDS` protocol, so that a successor written against it
-//! (or [`Server::from_systemd`](crate::Server::from_systemd)) finds the
-//! sockets: they are descriptors 3, 4, … in the order given, `LISTEN_FDS`
+//! (such as [`Server::from_systemd`](crate::Server::from_systemd), though it
+//! must still report ready) finds the sockets: they are descriptors 3, 4, …
+//! in the order given, `LISTEN_FDS`
 //! says how many, `LISTEN_FDNAMES` their names (`unknown` when not named).
 //! `LISTEN_PID` is left **unset**: the parent cannot know the child's pid
 //! before `exec`, and setting the variable in the forked child would mean
@@ -52,13 +53,18 @@
 //!
 //! # Why not `ecdysis`
 //!
-//! Cloudflare's `ecdysis` (tableflip's design, in Rust) does the same dance,
-//! but binds the sockets itself (its own `listen_tcp`), speaks its own
-//! protocol on descriptors 3 and 4, and brings its dependencies (tokio by
-//! default). Here the servers already own their sockets and adopt inherited
-//! ones through `from_fd` and systemd's protocol; what remains is one
-//! `posix_spawn` with descriptors moved into place and a pipe — this module,
-//! with no dependency beyond the crate's own.
+//! Cloudflare's `ecdysis` (0.6, tableflip's design in Rust) does the same
+//! dance, but: it makes the sockets itself (`listen_tcp`, `listen_unix`,
+//! found again in the child by address), where these servers bind or adopt
+//! their own; it sends the descriptors' numbers to the child serialized with
+//! bincode over a pipe, a protocol nothing else speaks, rather than systemd's;
+//! it gives the child a fixed 5 s to be ready; it starts the child with std's
+//! `Command` and a `pre_exec` hook, which forks (see [`Restarter::spawn`] for
+//! why that stalls next to a forking server); and it brings bincode, serde,
+//! tokio-util, os_pipe, nix 0.26 and socket2 0.5 (second copies of the
+//! crate's own) even without its default tokio feature. What remains here is
+//! a `posix_spawn` with the descriptors moved into place and a pipe — this
+//! module, with no dependency beyond the crate's own.
 
 use std::ffi::OsString;
 use std::io::{self, Read, Write};
