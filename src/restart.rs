@@ -306,35 +306,42 @@ impl Restarter {
         let deadline = started + self.ready_timeout;
         let mut said = Vec::new();
         loop {
+            // The pipe first: a successor that said READY=1 and then exited
+            // was ready, whatever came after.
             let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
+            let wait = PollTimeout::try_from(left.min(EXIT_CHECK)).unwrap_or(PollTimeout::MAX);
+            let mut fds = [PollFd::new(pipe.as_fd(), PollFlags::POLLIN)];
+            let readable = match poll(&mut fds, wait) {
+                Ok(0) | Err(nix::errno::Errno::EINTR) => false,
+                Ok(_) => true,
+                Err(errno) => return Err(errno.into()),
+            };
+            if readable {
+                let mut buf = [0; 256];
+                let len = match pipe.read(&mut buf) {
+                    Ok(len) => len,
+                    Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(err) => return Err(err),
+                };
+                if len == 0 {
+                    return Err(io::Error::other("exited before it was ready"));
+                }
+                said.extend_from_slice(&buf[..len]);
+                if said.split(|&b| b == b'\n').any(|line| line == b"READY=1") {
+                    return Ok(());
+                }
+                continue;
+            }
+            // Nothing said: a copy of the pipe's write end held by a
+            // process forked meanwhile delays its end, so ask the kernel.
+            if successor.try_wait()?.is_some() {
+                return Err(io::Error::other("exited before it was ready"));
+            }
+            if Instant::now() >= deadline {
                 return Err(io::Error::new(
                     io::ErrorKind::TimedOut,
                     format!("did not report ready within {:?}", self.ready_timeout),
                 ));
-            }
-            if successor.try_wait()?.is_some() {
-                return Err(io::Error::other("exited before it was ready"));
-            }
-            let wait = PollTimeout::try_from(left.min(EXIT_CHECK)).unwrap_or(PollTimeout::MAX);
-            let mut fds = [PollFd::new(pipe.as_fd(), PollFlags::POLLIN)];
-            match poll(&mut fds, wait) {
-                Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
-                Ok(_) => {}
-                Err(errno) => return Err(errno.into()),
-            }
-            let mut buf = [0; 256];
-            let len = match pipe.read(&mut buf) {
-                Ok(len) => len,
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-                Err(err) => return Err(err),
-            };
-            if len == 0 {
-                return Err(io::Error::other("exited before it was ready"));
-            }
-            said.extend_from_slice(&buf[..len]);
-            if said.split(|&b| b == b'\n').any(|line| line == b"READY=1") {
-                return Ok(());
             }
         }
     }
@@ -400,22 +407,25 @@ impl Successor {
 /// The sockets a predecessor passed to this process with
 /// [`Restarter::spawn`], and the pipe to tell it this process is ready.
 ///
-/// ```no_run
+/// ```
 /// use socketserver::restart::Inherited;
 /// use socketserver::{BaseServer, StreamRequest, ThreadingTCPServer};
-/// use std::sync::Arc;
 ///
 /// // First thing in main, before any thread starts.
 /// let mut inherited = Inherited::from_env()?;
 /// let handler = |_: &mut StreamRequest<'_>| Ok(());
 /// let server = match inherited.as_mut().and_then(|passed| passed.take(0)) {
 ///     Some(fd) => ThreadingTCPServer::from_fd(fd, handler)?, // binds nothing
-///     None => ThreadingTCPServer::new("127.0.0.1:8000", handler)?,
+///     None => ThreadingTCPServer::new("127.0.0.1:0", handler)?,
 /// };
 /// if let Some(passed) = &mut inherited {
 ///     passed.ready()?; // the predecessor stops accepting now
 /// }
-/// Arc::new(server).serve_forever(None)?;
+/// // Not started by a restart here: the server bound its own socket.
+/// assert!(inherited.is_none());
+/// assert_ne!(server.server_address().port(), 0);
+/// // Then: Arc::new(server).serve_forever(None)?; and on SIGHUP,
+/// // Restarter::spawn(&[server.socket()?.as_fd()]).
 /// # Ok::<(), std::io::Error>(())
 /// ```
 #[derive(Debug)]
