@@ -75,6 +75,11 @@ pub fn serve<T: Transport, M: MixIn + CloseTimeout>(mut server: Server<T, M>) ->
     // The drain: requests in flight finish within the mix-in's
     // close_timeout (the drain timeout), or are cut off then.
     server.server_close();
+    // Stopped during a restart: the new process is stopped too once it is
+    // ready (or fails), so that no process serves on after the stop.
+    if let Some(thread) = lock(&RESTART_THREAD).take() {
+        let _ = thread.join();
+    }
     // A socket file this process took over from its predecessor goes now,
     // unless it was handed on in turn.
     drop(lock(&INHERITED).take());
@@ -110,7 +115,8 @@ fn watch<T: Transport, M: MixIn + CloseTimeout>(
                 State::Serving => {
                     *now = State::Restarting;
                     let (server, state) = (Arc::clone(&server), Arc::clone(&state));
-                    std::thread::spawn(move || restart(&server, &state, drain));
+                    let thread = std::thread::spawn(move || restart(&server, &state, drain));
+                    *lock(&RESTART_THREAD) = Some(thread);
                 }
                 State::Restarting => aside!(warn, "SIGHUP ignored: a restart is under way"),
                 State::HandedOver | State::Stopping => {
@@ -212,6 +218,9 @@ fn restart<T: Transport, M: MixIn + CloseTimeout>(
     }
     let _ = server.shutdown_handle().shutdown_within(drain);
 }
+
+/// The thread of the restart under way, if any.
+static RESTART_THREAD: Mutex<Option<std::thread::JoinHandle<()>>> = Mutex::new(None);
 
 /// What a predecessor passed to this process (started by a restart), taken
 /// at start; the successor's socket file goes with it.

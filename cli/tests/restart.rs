@@ -639,6 +639,50 @@ fn a_new_process_that_fails_leaves_the_old_one_serving() {
     });
 }
 
+/// SIGTERM while the new process starts: the old one stops accepting at
+/// once, and the new one, once ready, is stopped too — no process serves on.
+#[test]
+fn a_stop_during_a_restart_stops_the_new_process_too() {
+    bounded(LIMIT, || {
+        let dir = tempfile::tempdir().unwrap();
+        let program = private_copy(dir.path());
+        let gate = dir.path().join("gate");
+        nix::unistd::mkfifo(&gate, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let mut servers = Family::start(&program, &["echo", "--bind", "127.0.0.1:0"]);
+        // The new program waits for the test before it starts.
+        replace_with_script(
+            &program,
+            &format!("read go < '{}'; exec '{BIN}' \"$@\"", gate.display()),
+        );
+        servers.signal(Signal::SIGHUP);
+        servers.log_line("restarting: starting");
+        servers.signal(Signal::SIGTERM);
+        servers.log_line("shutting down");
+        std::fs::write(&gate, "go\n").unwrap();
+        let line = servers.log_line("stopping the new process");
+        let new = pid_between(&line, "stopping the new process ", ' ');
+        assert_eq!(
+            servers.listening(),
+            servers.address,
+            "the new one was ready"
+        );
+        servers.pids.push(new);
+        let old = servers.wait_next();
+        assert!(matches!(old, WaitStatus::Exited(_, 0)), "{old:?}");
+        assert_eq!(
+            servers.wait_next(),
+            WaitStatus::Exited(new, 0),
+            "the new one stopped"
+        );
+        assert_eq!(
+            TcpStream::connect(servers.socket_addr())
+                .unwrap_err()
+                .kind(),
+            ErrorKind::ConnectionRefused
+        );
+    });
+}
+
 #[test]
 fn an_upgraded_executable_takes_over() {
     bounded(LIMIT, || {
