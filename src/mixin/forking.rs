@@ -10,9 +10,8 @@
 //! request (reported to `handle_error`, the connection closed) when the
 //! process runs more than one thread, unless the program opts in with
 //! [`ForkingMixIn::fork_with_threads`], stating that its other threads hold
-//! no lock a child could need. This file
-//! is the only one in the crate allowed `unsafe`: for `fork()` and the
-//! child's `_exit()`.
+//! no lock a child could need. The crate denies `unsafe`; this file allows
+//! it for `fork()` and the child's `_exit()`.
 
 #![allow(unsafe_code)]
 
