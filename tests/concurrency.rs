@@ -16,15 +16,10 @@ use parking_lot::Mutex;
 use socketserver::mixin::{Dispatch, Overload};
 use socketserver::{
     AddressOf, BaseServer, MixIn, RequestOf, Server, StreamRequest, Synchronous, Tcp,
-    ThreadPoolMixIn, ThreadPoolTCPServer, ThreadPoolUDPServer, ThreadPoolUnixDatagramServer,
-    ThreadPoolUnixStreamServer, ThreadingMixIn, ThreadingTCPServer, ThreadingUDPServer,
-    ThreadingUnixDatagramServer, ThreadingUnixStreamServer,
+    ThreadPoolMixIn, ThreadPoolTCPServer, ThreadingMixIn, ThreadingTCPServer, Udp, Unix, UnixDgram,
 };
 #[cfg(feature = "coroutine")]
-use socketserver::{
-    CoroutineMixIn, CoroutineTCPServer, CoroutineUDPServer, CoroutineUnixDatagramServer,
-    CoroutineUnixStreamServer,
-};
+use socketserver::{CoroutineMixIn, CoroutineTCPServer};
 use util::{
     bounded, datagram_line_echo, hammer, hold_echo, line_echo, panicky, run_server, serve,
     tcp_examine, tcp_exchange, udp_examine, unix_dgram_examine, unix_path, unix_stream_examine,
@@ -33,72 +28,39 @@ use util::{
 
 const LIMIT: Duration = Duration::from_secs(120);
 
-/// CPython: `test_ThreadingTCPServer`.
-#[test]
-fn test_threading_tcp_server() {
-    bounded(LIMIT, || {
-        let server = ThreadingTCPServer::new("127.0.0.1:0", line_echo).unwrap();
-        run_server(server, tcp_examine);
-    });
+/// CPython's four server tests (`test_TCPServer`, `test_UnixStreamServer`,
+/// `test_UDPServer`, `test_UnixDatagramServer`) under the mix-in `M`; `tag`
+/// tells its Unix socket files apart.
+fn four_servers<M: MixIn + Default>(tag: &str) {
+    let server = Server::<Tcp, M>::new("127.0.0.1:0", line_echo).unwrap();
+    run_server(server, tcp_examine);
+    let server = Server::<Unix, M>::new(unix_path(&format!("{tag}s")), line_echo).unwrap();
+    run_server(server, unix_stream_examine);
+    let server = Server::<Udp, M>::new("127.0.0.1:0", datagram_line_echo).unwrap();
+    run_server(server, udp_examine);
+    let path = unix_path(&format!("{tag}d"));
+    let server = Server::<UnixDgram, M>::new(path, datagram_line_echo).unwrap();
+    run_server(server, unix_dgram_examine);
 }
 
-/// CPython: `test_ThreadingUnixStreamServer`.
+/// CPython: `test_ThreadingTCPServer`, `test_ThreadingUnixStreamServer`,
+/// `test_ThreadingUDPServer`, `test_ThreadingUnixDatagramServer`.
 #[test]
-fn test_threading_unix_stream_server() {
-    bounded(LIMIT, || {
-        let server = ThreadingUnixStreamServer::new(unix_path("ts"), line_echo).unwrap();
-        run_server(server, unix_stream_examine);
-    });
-}
-
-/// CPython: `test_ThreadingUDPServer`.
-#[test]
-fn test_threading_udp_server() {
-    bounded(LIMIT, || {
-        let server = ThreadingUDPServer::new("127.0.0.1:0", datagram_line_echo).unwrap();
-        run_server(server, udp_examine);
-    });
-}
-
-/// CPython: `test_ThreadingUnixDatagramServer`.
-#[test]
-fn test_threading_unix_datagram_server() {
-    bounded(LIMIT, || {
-        let server = ThreadingUnixDatagramServer::new(unix_path("td"), datagram_line_echo).unwrap();
-        run_server(server, unix_dgram_examine);
-    });
+fn test_threading_servers() {
+    bounded(LIMIT, || four_servers::<ThreadingMixIn>("t"));
 }
 
 /// The pool's versions of the four server tests.
 #[test]
 fn test_thread_pool_servers() {
-    bounded(LIMIT, || {
-        let server = ThreadPoolTCPServer::new("127.0.0.1:0", line_echo).unwrap();
-        run_server(server, tcp_examine);
-        let server = ThreadPoolUnixStreamServer::new(unix_path("ps"), line_echo).unwrap();
-        run_server(server, unix_stream_examine);
-        let server = ThreadPoolUDPServer::new("127.0.0.1:0", datagram_line_echo).unwrap();
-        run_server(server, udp_examine);
-        let server =
-            ThreadPoolUnixDatagramServer::new(unix_path("pd"), datagram_line_echo).unwrap();
-        run_server(server, unix_dgram_examine);
-    });
+    bounded(LIMIT, || four_servers::<ThreadPoolMixIn>("p"));
 }
 
 /// The coroutine mix-in's versions of the four server tests.
 #[test]
 #[cfg(feature = "coroutine")]
 fn test_coroutine_servers() {
-    bounded(LIMIT, || {
-        let server = CoroutineTCPServer::new("127.0.0.1:0", line_echo).unwrap();
-        run_server(server, tcp_examine);
-        let server = CoroutineUnixStreamServer::new(unix_path("cs"), line_echo).unwrap();
-        run_server(server, unix_stream_examine);
-        let server = CoroutineUDPServer::new("127.0.0.1:0", datagram_line_echo).unwrap();
-        run_server(server, udp_examine);
-        let server = CoroutineUnixDatagramServer::new(unix_path("cd"), datagram_line_echo).unwrap();
-        run_server(server, unix_dgram_examine);
-    });
+    bounded(LIMIT, || four_servers::<CoroutineMixIn>("c"));
 }
 
 /// CPython: `test_close_immediately` — a threading server closed before any

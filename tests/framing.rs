@@ -2,10 +2,13 @@
 //! `json.dumps` (as the tutorials' remote-command server and file
 //! transceiver use them), and hostile input.
 
+#[path = "util/chunked.rs"]
+mod chunked;
 mod util;
 
 use std::io::{self, Cursor, Read};
 
+use chunked::Chunked;
 use proptest::prelude::*;
 use socketserver::framing::{
     header_for, Checksum, FrameCodec, FrameError, Header, LengthPrefix, MessageCodec,
@@ -48,19 +51,18 @@ fn frames_round_trip_with_both_prefixes() {
     }
 }
 
-#[test]
-fn big_endian_prefix_is_python_struct_bang_i() {
+/// `prefix` encodes each of `lengths` as Python's `struct.pack(format, n)`.
+fn assert_prefix_is_python_struct(prefix: LengthPrefix, format: &str, lengths: &[usize]) {
     if !util::require_tool("python3") {
         return;
     }
-    let lengths = [0usize, 1, 255, 256, 65_535, 1 << 24, 4_294_967_295];
-    let codec = FrameCodec::default().with_max_frame(usize::MAX);
+    let codec = FrameCodec::new(prefix).with_max_frame(usize::MAX);
     let ours: Vec<u8> = lengths
         .iter()
         .flat_map(|&n| codec.encode_length(n).unwrap())
         .collect();
     let theirs = util::python_with_input(
-        &format!("import struct,sys; sys.stdout.buffer.write(b''.join(struct.pack('!I', n) for n in {lengths:?}))"),
+        &format!("import struct,sys; sys.stdout.buffer.write(b''.join(struct.pack('{format}', n) for n in {lengths:?}))"),
         &[],
         b"",
     );
@@ -68,22 +70,25 @@ fn big_endian_prefix_is_python_struct_bang_i() {
 }
 
 #[test]
-fn native_prefix_is_python_struct_i() {
-    if !util::require_tool("python3") {
-        return;
-    }
-    let lengths = [0usize, 1, 255, 256, 65_535, 1 << 24, 2_147_483_647];
-    let codec = FrameCodec::new(LengthPrefix::NativeI32).with_max_frame(usize::MAX);
-    let ours: Vec<u8> = lengths
-        .iter()
-        .flat_map(|&n| codec.encode_length(n).unwrap())
-        .collect();
-    let theirs = util::python_with_input(
-        &format!("import struct,sys; sys.stdout.buffer.write(b''.join(struct.pack('i', n) for n in {lengths:?}))"),
-        &[],
-        b"",
+fn big_endian_prefix_is_python_struct_bang_i() {
+    assert_eq!(
+        FrameCodec::default(),
+        FrameCodec::new(LengthPrefix::BigEndianU32)
     );
-    assert_eq!(ours, theirs);
+    assert_prefix_is_python_struct(
+        LengthPrefix::BigEndianU32,
+        "!I",
+        &[0, 1, 255, 256, 65_535, 1 << 24, 4_294_967_295],
+    );
+}
+
+#[test]
+fn native_prefix_is_python_struct_i() {
+    assert_prefix_is_python_struct(
+        LengthPrefix::NativeI32,
+        "i",
+        &[0, 1, 255, 256, 65_535, 1 << 24, 2_147_483_647],
+    );
 }
 
 #[test]
@@ -471,22 +476,6 @@ proptest! {
             prop_assert!(body.len() as u64 <= 16);
             prop_assert_eq!(header.total_size, body.len() as u64);
         }
-    }
-}
-
-/// A reader that hands out at most `chunk` bytes per read (1 and up): the
-/// properties below hold however the stream is cut.
-struct Chunked<'a> {
-    data: &'a [u8],
-    chunk: usize,
-}
-
-impl Read for Chunked<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = buf.len().min(self.chunk).min(self.data.len());
-        buf[..n].copy_from_slice(&self.data[..n]);
-        self.data = &self.data[n..];
-        Ok(n)
     }
 }
 

@@ -4,42 +4,30 @@
 //! 4-byte length and its payload (a refused length: the 4 bytes only).
 #![no_main]
 
-use std::io::{self, Read};
-
 use libfuzzer_sys::fuzz_target;
 use socketserver::framing::{FrameCodec, FrameError, LengthPrefix};
 
-/// Hands out at most `chunk` bytes per read, as a socket may.
-struct Chunked<'a> {
-    data: &'a [u8],
-    chunk: usize,
-}
+#[path = "../../tests/util/chunked.rs"]
+mod chunked;
+mod input;
 
-impl Read for Chunked<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = buf.len().min(self.chunk).min(self.data.len());
-        buf[..n].copy_from_slice(&self.data[..n]);
-        self.data = &self.data[n..];
-        Ok(n)
-    }
-}
+use chunked::Chunked;
 
 fuzz_target!(|data: &[u8]| {
-    // Byte 0: the prefix (bit 0) and the maximum frame (0..=127); byte 1:
-    // the read size (1..=256); the rest: the stream.
-    let [choice, chunk, stream @ ..] = data else {
+    // The maximum is the maximum frame; the setting, the read size (1..=256).
+    let Some(input::Input {
+        prefix,
+        max,
+        setting,
+        stream,
+    }) = input::split(data)
+    else {
         return;
     };
-    let prefix = if choice & 1 == 0 {
-        LengthPrefix::BigEndianU32
-    } else {
-        LengthPrefix::NativeI32
-    };
-    let max = usize::from(choice >> 1);
     let codec = FrameCodec::new(prefix).with_max_frame(max);
     let mut reader = Chunked {
         data: stream,
-        chunk: usize::from(*chunk) + 1,
+        chunk: usize::from(setting) + 1,
     };
     loop {
         let before = reader.data.len();

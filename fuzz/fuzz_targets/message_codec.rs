@@ -6,23 +6,26 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use socketserver::framing::{LengthPrefix, MessageCodec};
+use socketserver::framing::MessageCodec;
+
+mod input;
 
 fuzz_target!(|data: &[u8]| {
-    // Byte 0: the prefix (bit 0) and the maximum header (0..=127); byte 1:
-    // the maximum body (0..=255); the rest: the stream.
-    let [choice, max_body, stream @ ..] = data else {
+    // The maximum is the maximum header; the setting, the maximum body
+    // (0..=255).
+    let Some(input::Input {
+        prefix,
+        max,
+        setting,
+        stream,
+    }) = input::split(data)
+    else {
         return;
-    };
-    let prefix = if choice & 1 == 0 {
-        LengthPrefix::BigEndianU32
-    } else {
-        LengthPrefix::NativeI32
     };
     let codec = MessageCodec {
         prefix,
-        max_header: usize::from(choice >> 1),
-        max_body: u64::from(*max_body),
+        max_header: max,
+        max_body: u64::from(setting),
     };
 
     // The header alone.
