@@ -11,6 +11,9 @@
 //! mismatch). The Python twin is `FRAMED_SERVER` in
 //! benches/servers/python.rs. Prints `listening on ADDR`; exits 0 on SIGTERM.
 
+#[path = "bench/args.rs"]
+mod args;
+
 use std::io;
 use std::sync::Arc;
 
@@ -29,16 +32,7 @@ fn handle(request: &mut StreamRequest<'_>) -> io::Result<()> {
 }
 
 fn main() -> io::Result<()> {
-    let mut bind = "127.0.0.1:0".to_owned();
-    let mut mode = "threading".to_owned();
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--bind" => bind = args.next().expect("--bind ADDR"),
-            "--mode" => mode = args.next().expect("--mode threading|coroutine"),
-            other => panic!("unknown argument {other}"),
-        }
-    }
+    let args::Args { bind, mode, .. } = args::parse(&["--mode"], "threading");
     match mode.as_str() {
         "threading" => serve::<ThreadingMixIn>(&bind),
         "coroutine" => serve::<CoroutineMixIn>(&bind),

@@ -8,6 +8,9 @@
 //! SIGTERM's default action ends the process, which is as fast as an exit
 //! can be. Prints `listening on ADDR`, as the `socketserver` program does.
 
+#[path = "bench/args.rs"]
+mod args;
+
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::thread;
@@ -27,16 +30,7 @@ fn echo(mut stream: TcpStream) {
 }
 
 fn main() -> io::Result<()> {
-    let mut bind = "127.0.0.1:0".to_owned();
-    let mut udp = false;
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--bind" => bind = args.next().expect("--bind ADDR"),
-            "--udp" => udp = true,
-            other => panic!("unknown argument {other}"),
-        }
-    }
+    let args::Args { bind, udp, .. } = args::parse(&["--udp"], "");
     if udp {
         let socket = UdpSocket::bind(&bind)?;
         println!("listening on {}", socket.local_addr()?);

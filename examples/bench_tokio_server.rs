@@ -4,6 +4,9 @@
 //! per connection with an 8 KiB buffer; for `--udp`, one task doing
 //! `recv_from`/`send_to`. Prints `listening on ADDR` and exits 0 on SIGTERM.
 
+#[path = "bench/args.rs"]
+mod args;
+
 use std::io;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -45,16 +48,7 @@ async fn serve_udp(socket: UdpSocket) -> io::Result<()> {
 
 #[tokio::main]
 async fn main() -> io::Result<()> {
-    let mut bind = "127.0.0.1:0".to_owned();
-    let mut udp = false;
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--bind" => bind = args.next().expect("--bind ADDR"),
-            "--udp" => udp = true,
-            other => panic!("unknown argument {other}"),
-        }
-    }
+    let args::Args { bind, udp, .. } = args::parse(&["--udp"], "");
     let mut terminate = signal(SignalKind::terminate())?;
     if udp {
         let socket = UdpSocket::bind(&bind).await?;

@@ -15,13 +15,7 @@ use chunked::Chunked;
 
 fuzz_target!(|data: &[u8]| {
     // The maximum is the maximum frame; the setting, the read size (1..=256).
-    let Some(input::Input {
-        prefix,
-        max,
-        setting,
-        stream,
-    }) = input::split(data)
-    else {
+    let Some((prefix, max, setting, stream)) = input::split(data) else {
         return;
     };
     let codec = FrameCodec::new(prefix).with_max_frame(max);

@@ -4,15 +4,9 @@
 
 use socketserver::framing::LengthPrefix;
 
-pub struct Input<'a> {
-    pub prefix: LengthPrefix,
-    pub max: usize,
-    pub setting: u8,
-    pub stream: &'a [u8],
-}
-
-/// `None` when there are fewer than the two leading bytes.
-pub fn split(data: &[u8]) -> Option<Input<'_>> {
+/// `(prefix, max, setting, stream)`, or `None` when there are fewer than
+/// the two leading bytes.
+pub fn split(data: &[u8]) -> Option<(LengthPrefix, usize, u8, &[u8])> {
     let [choice, setting, stream @ ..] = data else {
         return None;
     };
@@ -21,10 +15,5 @@ pub fn split(data: &[u8]) -> Option<Input<'_>> {
     } else {
         LengthPrefix::NativeI32
     };
-    Some(Input {
-        prefix,
-        max: usize::from(choice >> 1),
-        setting: *setting,
-        stream,
-    })
+    Some((prefix, usize::from(choice >> 1), *setting, stream))
 }

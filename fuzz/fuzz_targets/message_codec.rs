@@ -13,13 +13,7 @@ mod input;
 fuzz_target!(|data: &[u8]| {
     // The maximum is the maximum header; the setting, the maximum body
     // (0..=255).
-    let Some(input::Input {
-        prefix,
-        max,
-        setting,
-        stream,
-    }) = input::split(data)
-    else {
+    let Some((prefix, max, setting, stream)) = input::split(data) else {
         return;
     };
     let codec = MessageCodec {
