@@ -24,14 +24,19 @@ use util::{
 
 const LIMIT: Duration = Duration::from_secs(60);
 
+/// A recorded line-echo TCP server whose `timeout` is `timeout`.
+fn echo_with_timeout(timeout: Duration) -> Arc<Recorder<TCPServer>> {
+    let mut base = TCPServer::new("127.0.0.1:0", line_echo).unwrap();
+    base.timeout = Some(timeout);
+    Arc::new(Recorder::new(base))
+}
+
 /// `handle_request` with `timeout` and no client calls `handle_timeout`
 /// once the timeout has passed, and returns.
 #[test]
 fn handle_request_timeout_calls_handle_timeout() {
     bounded(LIMIT, || {
-        let mut base = TCPServer::new("127.0.0.1:0", line_echo).unwrap();
-        base.timeout = Some(Duration::from_millis(200));
-        let server = Arc::new(Recorder::new(base));
+        let server = echo_with_timeout(Duration::from_millis(200));
         let started = Instant::now();
         server.handle_request().unwrap();
         assert!(started.elapsed() >= Duration::from_millis(200));
@@ -43,9 +48,7 @@ fn handle_request_timeout_calls_handle_timeout() {
 #[test]
 fn handle_request_serves_before_timeout() {
     bounded(LIMIT, || {
-        let mut base = TCPServer::new("127.0.0.1:0", line_echo).unwrap();
-        base.timeout = Some(Duration::from_secs(30));
-        let server = Arc::new(Recorder::new(base));
+        let server = echo_with_timeout(Duration::from_secs(30));
         let address = server.server_address();
         let client = std::thread::spawn(move || tcp_exchange(address, TEST_STR));
         server.handle_request().unwrap();

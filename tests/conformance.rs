@@ -7,6 +7,7 @@ mod util;
 use std::io::{self, BufRead, Read, Write};
 use std::net::TcpStream;
 use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,7 +16,7 @@ use socketserver::{
     AddressOf, BaseServer, RequestError, RequestOf, StreamRequest, TCPServer, UDPServer,
     UnixDatagramServer, UnixStreamServer,
 };
-use socketserver::{Synchronous, Tcp};
+use socketserver::{Synchronous, Tcp, Transport};
 use util::{
     bounded, datagram_line_echo, line_echo, run_server, serve, tcp_examine, udp_examine,
     unix_dgram_examine, unix_path, unix_stream_examine, Recorder, CLIENT_TIMEOUT,
@@ -50,15 +51,32 @@ fn test_tcp_server_ipv6() {
     });
 }
 
+/// A Unix server made by `new` at a fresh path, examined by `examine`: its
+/// address is that path, and `server_close` removes the socket file.
+fn run_unix_server<S>(
+    tag: &str,
+    new: impl FnOnce(&Path) -> io::Result<S>,
+    examine: impl Fn(PathBuf),
+) where
+    S: BaseServer,
+    S::Transport: Transport<Address = PathBuf>,
+{
+    let path = unix_path(tag);
+    let server = new(&path).unwrap();
+    assert_eq!(server.server_address(), path);
+    run_server(server, examine);
+    assert!(!path.exists(), "server_close removes the socket file");
+}
+
 /// CPython: `SocketServerTest.test_UnixStreamServer`.
 #[test]
 fn test_unix_stream_server() {
     bounded(LIMIT, || {
-        let path = unix_path("stream");
-        let server = UnixStreamServer::new(&path, line_echo).unwrap();
-        assert_eq!(server.server_address(), path);
-        run_server(server, unix_stream_examine);
-        assert!(!path.exists(), "server_close removes the socket file");
+        run_unix_server(
+            "stream",
+            |path| UnixStreamServer::new(path, line_echo),
+            unix_stream_examine,
+        )
     });
 }
 
@@ -76,10 +94,11 @@ fn test_udp_server() {
 #[test]
 fn test_unix_datagram_server() {
     bounded(LIMIT, || {
-        let path = unix_path("dgram");
-        let server = UnixDatagramServer::new(&path, datagram_line_echo).unwrap();
-        run_server(server, unix_dgram_examine);
-        assert!(!path.exists());
+        run_unix_server(
+            "dgram",
+            |path| UnixDatagramServer::new(path, datagram_line_echo),
+            unix_dgram_examine,
+        )
     });
 }
 

@@ -47,18 +47,25 @@ for _ in range(3):
 print("ok")
 "#;
 
+/// Serves `server` while python3 runs `program` with `args` against it,
+/// which must print "ok".
+fn python_client_against<S: BaseServer>(server: S, program: &str, args: &[&str]) {
+    let server = Arc::new(server);
+    let serving = serve(&server, None);
+    assert_eq!(python(program, args), "ok\n");
+    server.shutdown().unwrap();
+    serving.join().unwrap().unwrap();
+}
+
 #[test]
 fn python_stream_client_against_tcp_server() {
     if !util::require_tool("python3") {
         return;
     }
     bounded(LIMIT, || {
-        let server = Arc::new(TCPServer::new("127.0.0.1:0", line_echo).unwrap());
-        let serving = serve(&server, None);
+        let server = TCPServer::new("127.0.0.1:0", line_echo).unwrap();
         let port = server.server_address().port().to_string();
-        assert_eq!(python(STREAM_EXAMINE, &["inet", &port]), "ok\n");
-        server.shutdown().unwrap();
-        serving.join().unwrap().unwrap();
+        python_client_against(server, STREAM_EXAMINE, &["inet", &port]);
     });
 }
 
@@ -69,14 +76,8 @@ fn python_stream_client_against_unix_server() {
     }
     bounded(LIMIT, || {
         let path = unix_path("py");
-        let server = Arc::new(UnixStreamServer::new(&path, line_echo).unwrap());
-        let serving = serve(&server, None);
-        assert_eq!(
-            python(STREAM_EXAMINE, &["unix", path.to_str().unwrap()]),
-            "ok\n"
-        );
-        server.shutdown().unwrap();
-        serving.join().unwrap().unwrap();
+        let server = UnixStreamServer::new(&path, line_echo).unwrap();
+        python_client_against(server, STREAM_EXAMINE, &["unix", path.to_str().unwrap()]);
     });
 }
 
@@ -86,21 +87,16 @@ fn python_datagram_client_against_udp_server() {
         return;
     }
     bounded(LIMIT, || {
-        let server = Arc::new(
-            UDPServer::new(
-                "127.0.0.1:0",
-                |r: &mut DatagramRequest<'_>| -> io::Result<()> {
-                    let mut line = Vec::new();
-                    r.rfile.read_until(b'\n', &mut line)?;
-                    r.wfile.write_all(&line)
-                },
-            )
-            .unwrap(),
-        );
-        let serving = serve(&server, None);
+        let server = UDPServer::new(
+            "127.0.0.1:0",
+            |r: &mut DatagramRequest<'_>| -> io::Result<()> {
+                let mut line = Vec::new();
+                r.rfile.read_until(b'\n', &mut line)?;
+                r.wfile.write_all(&line)
+            },
+        )
+        .unwrap();
         let port = server.server_address().port().to_string();
-        assert_eq!(python(DGRAM_EXAMINE, &[&port]), "ok\n");
-        server.shutdown().unwrap();
-        serving.join().unwrap().unwrap();
+        python_client_against(server, DGRAM_EXAMINE, &[&port]);
     });
 }
