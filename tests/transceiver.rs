@@ -8,10 +8,12 @@ use std::fs;
 use std::io::{self, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::unix::fs::symlink;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::thread;
 use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
 
 use socketserver::framing::{Checksum, FrameCodec};
 use socketserver::transceiver::{plain_file_name, FileReceipt, Transceiver};
@@ -259,13 +261,25 @@ fn recv_refuses_oversize_and_invalid_utf8() {
     );
 }
 
-fn verified_round_trip(checksum: Checksum) {
-    let (a, b) = tcp_pair();
+/// A file to send: two fresh directories, `from` and `to`, and in `from` a
+/// file `source` of `len` bytes, `data`.
+fn file_to_send(name: &str, len: usize) -> (TempDir, TempDir, Vec<u8>, PathBuf) {
     let from = tempfile::tempdir().unwrap();
     let to = tempfile::tempdir().unwrap();
-    let data = util::payload(0x2545_F491_4F6C_DD1D, 300 * 1024);
-    let source = from.path().join("数据.bin");
+    let data = util::payload(0x2545_F491_4F6C_DD1D, len);
+    let source = from.path().join(name);
     fs::write(&source, &data).unwrap();
+    (from, to, data, source)
+}
+
+/// The file at `path` holds `data` (without printing either when not).
+fn assert_same_bytes(path: &Path, data: &[u8]) {
+    assert!(fs::read(path).unwrap() == data, "bytes differ");
+}
+
+fn verified_round_trip(checksum: Checksum) {
+    let (a, b) = tcp_pair();
+    let (from, to, data, source) = file_to_send("数据.bin", 300 * 1024);
 
     let target = to.path().to_owned();
     let receiver = thread::spawn(move || {
@@ -290,7 +304,7 @@ fn verified_round_trip(checksum: Checksum) {
     );
     assert_eq!(received.name, "数据.bin");
     assert_eq!(received.path, to.path().join("数据.bin"));
-    assert!(fs::read(&received.path).unwrap() == data, "bytes differ");
+    assert_same_bytes(&received.path, &data);
     assert_eq!(entries(to.path()), ["数据.bin"]);
     assert_eq!(progress.len(), 5, "{progress:?}");
     assert!(progress.windows(2).all(|w| w[0] < w[1]), "{progress:?}");
@@ -310,11 +324,7 @@ fn verified_file_round_trip_md5() {
 #[test]
 fn seed_form_file_round_trip() {
     let (a, b) = tcp_pair();
-    let from = tempfile::tempdir().unwrap();
-    let to = tempfile::tempdir().unwrap();
-    let data = util::payload(0x2545_F491_4F6C_DD1D, 70_000);
-    let source = from.path().join("a.txt");
-    fs::write(&source, &data).unwrap();
+    let (from, to, data, source) = file_to_send("a.txt", 70_000);
     let target = to.path().to_owned();
     let receiver = thread::spawn(move || {
         let mut t = Transceiver::new(b, target);
@@ -329,10 +339,7 @@ fn seed_form_file_round_trip() {
     assert_eq!(sent.checksum, None);
     assert_eq!(received.size, 70_000);
     assert_eq!(next.as_deref(), Some("q"));
-    assert!(
-        fs::read(to.path().join("a.txt")).unwrap() == data,
-        "bytes differ"
-    );
+    assert_same_bytes(&to.path().join("a.txt"), &data);
 }
 
 #[test]
@@ -340,10 +347,7 @@ fn python_seed_client_sends_message_and_file_to_rust() {
     if !util::require_tool("python3") {
         return;
     }
-    let from = tempfile::tempdir().unwrap();
-    let to = tempfile::tempdir().unwrap();
-    let data = util::payload(0x2545_F491_4F6C_DD1D, 200_000);
-    fs::write(from.path().join("报告.pdf"), &data).unwrap();
+    let (from, to, data, _) = file_to_send("报告.pdf", 200_000);
     let (child, stream) = python_seed("send", from.path(), "报告.pdf");
 
     // The Python server's loop.
@@ -368,10 +372,7 @@ fn python_seed_client_sends_message_and_file_to_rust() {
     let out = finish(child);
     assert_eq!(messages, ["你好,服务端", "报告.pdf"]);
     assert_eq!(out, "服务端于今天收到了你发来的“你好,服务端”信息!\n1\n");
-    assert!(
-        fs::read(to.path().join("报告.pdf")).unwrap() == data,
-        "bytes differ"
-    );
+    assert_same_bytes(&to.path().join("报告.pdf"), &data);
     assert_eq!(entries(to.path()), ["报告.pdf"]);
 }
 
@@ -380,20 +381,13 @@ fn python_seed_receives_a_file_from_rust() {
     if !util::require_tool("python3") {
         return;
     }
-    let from = tempfile::tempdir().unwrap();
-    let to = tempfile::tempdir().unwrap();
-    let data = util::payload(0x2545_F491_4F6C_DD1D, 150_000);
-    let source = from.path().join("b.bin");
-    fs::write(&source, &data).unwrap();
+    let (from, to, data, source) = file_to_send("b.bin", 150_000);
     let (child, stream) = python_seed("recv", to.path(), "unused");
     let mut sender = Transceiver::new(stream, from.path());
     sender.send("文件来了").unwrap();
     sender.send_file(&source, false, &mut |_| {}).unwrap();
     assert_eq!(finish(child), "文件来了\n1\n");
-    assert!(
-        fs::read(to.path().join("b.bin")).unwrap() == data,
-        "bytes differ"
-    );
+    assert_same_bytes(&to.path().join("b.bin"), &data);
 }
 
 #[test]
