@@ -190,10 +190,19 @@ fn finish(child: Child) -> String {
     String::from_utf8(output.stdout).unwrap()
 }
 
-/// Starts the tutorial's Python client in `mode` against a new listener; the
-/// accepted connection. A test calling this first checks
-/// `util::require_tool("python3")`.
-fn python_seed(mode: &str, path: &Path, name: &str) -> (Child, TcpStream) {
+/// Starts the tutorial's Python client in `mode` (its directory `path`, its
+/// file `name`) against a new listener; the child and a transceiver over the
+/// accepted connection, with `ours` for its directory. `None`, said visibly,
+/// when python3 is missing.
+fn python_seed(
+    mode: &str,
+    path: &Path,
+    name: &str,
+    ours: &Path,
+) -> Option<(Child, Transceiver<TcpStream>)> {
+    if !util::require_tool("python3") {
+        return None;
+    }
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port().to_string();
     let child = Command::new("python3")
@@ -216,7 +225,7 @@ fn python_seed(mode: &str, path: &Path, name: &str) -> (Child, TcpStream) {
     stream.set_nonblocking(false).unwrap();
     stream.set_read_timeout(Some(TIMEOUT)).unwrap();
     stream.set_write_timeout(Some(TIMEOUT)).unwrap();
-    (child, stream)
+    Some((child, Transceiver::new(stream, ours)))
 }
 
 #[test]
@@ -344,14 +353,12 @@ fn seed_form_file_round_trip() {
 
 #[test]
 fn python_seed_client_sends_message_and_file_to_rust() {
-    if !util::require_tool("python3") {
-        return;
-    }
     let (from, to, data, _) = file_to_send("报告.pdf", 200_000);
-    let (child, stream) = python_seed("send", from.path(), "报告.pdf");
-
+    let Some((child, mut server)) = python_seed("send", from.path(), "报告.pdf", to.path())
+    else {
+        return;
+    };
     // The Python server's loop.
-    let mut server = Transceiver::new(stream, to.path());
     let mut messages = Vec::new();
     loop {
         let data = server
@@ -378,12 +385,10 @@ fn python_seed_client_sends_message_and_file_to_rust() {
 
 #[test]
 fn python_seed_receives_a_file_from_rust() {
-    if !util::require_tool("python3") {
-        return;
-    }
     let (from, to, data, source) = file_to_send("b.bin", 150_000);
-    let (child, stream) = python_seed("recv", to.path(), "unused");
-    let mut sender = Transceiver::new(stream, from.path());
+    let Some((child, mut sender)) = python_seed("recv", to.path(), "unused", from.path()) else {
+        return;
+    };
     sender.send("文件来了").unwrap();
     sender.send_file(&source, false, &mut |_| {}).unwrap();
     assert_eq!(finish(child), "文件来了\n1\n");
