@@ -540,20 +540,29 @@ fn checksum_mismatch_is_answered_and_leaves_nothing() {
     assert!(entries(dir.path()).is_empty());
 }
 
+/// A receiver that fails early (a full disk): it reads the file's header
+/// and the first `len` bytes of its body, replies "error: disk full" and
+/// hangs up, with whatever more was sent unread (a reset). The header and
+/// the bytes it read.
+fn failing_receiver(stream: TcpStream, len: usize) -> thread::JoinHandle<(String, Vec<u8>)> {
+    thread::spawn(move || {
+        let mut t = Transceiver::new(stream, "unused");
+        let header = t.recv().unwrap().unwrap();
+        let mut body = vec![0; len];
+        io::Read::read_exact(t.get_mut(), &mut body).unwrap();
+        t.send("error: disk full").unwrap();
+        drop(t);
+        (header, body)
+    })
+}
+
 #[test]
 fn send_file_returns_the_receivers_error() {
     let dir = tempfile::tempdir().unwrap();
     let source = dir.path().join("c.txt");
     fs::write(&source, b"hello").unwrap();
     let (a, b) = tcp_pair();
-    let receiver = thread::spawn(move || {
-        let mut t = Transceiver::new(b, "unused");
-        let header = t.recv().unwrap().unwrap();
-        let mut body = [0; 5];
-        io::Read::read_exact(t.get_mut(), &mut body).unwrap();
-        t.send("error: disk full").unwrap();
-        (header, body)
-    });
+    let receiver = failing_receiver(b, 5);
     let err = Transceiver::new(a, dir.path())
         .send_file(&source, true, &mut |_| {})
         .unwrap_err();
@@ -563,7 +572,7 @@ fn send_file_returns_the_receivers_error() {
         header,
         format!("c.txt,5,md5:{}", Checksum::Md5.digest_hex(b"hello"))
     );
-    assert_eq!(&body, b"hello");
+    assert_eq!(body, b"hello");
 }
 
 /// A receiver that fails early (a full disk) replies and hangs up while the
@@ -578,23 +587,12 @@ fn send_file_returns_the_receivers_error_when_it_hangs_up_mid_file() {
     // receiver hangs up.
     fs::write(&source, vec![7u8; 32 << 20]).unwrap();
     let (a, b) = tcp_pair();
-    let receiver = thread::spawn(move || {
-        let mut t = Transceiver::new(b, "unused");
-        let header = t.recv().unwrap().unwrap();
-        let mut some = [0; 1000];
-        io::Read::read_exact(t.get_mut(), &mut some).unwrap();
-        t.send("error: disk full").unwrap();
-        // Hang up with the rest unread: a reset.
-        drop(t);
-        header
-    });
+    let receiver = failing_receiver(b, 1000);
     let err = Transceiver::new(a, dir.path())
         .send_file(&source, true, &mut |_| {})
         .unwrap_err();
-    assert!(receiver
-        .join()
-        .unwrap()
-        .starts_with("big.bin,33554432,md5:"));
+    let (header, _) = receiver.join().unwrap();
+    assert!(header.starts_with("big.bin,33554432,md5:"), "{header}");
     assert_eq!(err.to_string(), "error: disk full");
 }
 
