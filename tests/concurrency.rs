@@ -5,6 +5,8 @@
 //! Forking lives in tests/forking.rs; process-wide counts (threads,
 //! descriptors) in files of their own.
 
+#[path = "util/one_request.rs"]
+mod one_request;
 mod util;
 
 use std::io::{self, BufRead, Read, Write};
@@ -12,14 +14,15 @@ use std::net::TcpStream;
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
+use one_request::one_request;
 use parking_lot::Mutex;
 use socketserver::mixin::{Dispatch, Overload};
+#[cfg(feature = "coroutine")]
+use socketserver::CoroutineMixIn;
 use socketserver::{
     AddressOf, BaseServer, MixIn, RequestOf, Server, StreamRequest, Synchronous, Tcp,
     ThreadPoolMixIn, ThreadPoolTCPServer, ThreadingMixIn, ThreadingTCPServer, Udp, Unix, UnixDgram,
 };
-#[cfg(feature = "coroutine")]
-use socketserver::{CoroutineMixIn, CoroutineTCPServer};
 use util::{
     bounded, datagram_line_echo, hammer, hold_echo, line_echo, panicky, run_server, serve,
     tcp_examine, tcp_exchange, udp_examine, unix_dgram_examine, unix_path, unix_stream_examine,
@@ -498,18 +501,9 @@ fn block_on_close_waits_for_requests() {
 #[test]
 fn request_threads_are_named() {
     bounded(LIMIT, || {
-        let name = Arc::new(Mutex::new(String::new()));
-        let seen = Arc::clone(&name);
-        let server = Arc::new(
-            ThreadingTCPServer::new("127.0.0.1:0", move |_: &mut StreamRequest<'_>| {
-                *seen.lock() = std::thread::current().name().unwrap_or_default().to_owned();
-                Ok(())
-            })
-            .unwrap(),
-        );
-        drop(TcpStream::connect(server.server_address()).unwrap());
-        server.handle_request().unwrap();
-        server.server_close();
-        assert_eq!(*name.lock(), "socketserver-0");
+        let name = one_request::<ThreadingMixIn, _>(|_| {
+            std::thread::current().name().unwrap_or_default().to_owned()
+        });
+        assert_eq!(name, "socketserver-0");
     });
 }

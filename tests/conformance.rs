@@ -2,6 +2,8 @@
 //! CPython test it mirrors. The Threading* and Forking* variants live in
 //! tests/concurrency.rs.
 
+#[path = "util/one_request.rs"]
+mod one_request;
 mod util;
 
 use std::io::{self, BufRead, Read, Write};
@@ -11,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use one_request::one_request;
 use parking_lot::Mutex;
 use socketserver::{
     AddressOf, BaseServer, RequestError, RequestOf, StreamRequest, TCPServer, UDPServer,
@@ -219,18 +222,8 @@ fn test_sync_panic_handled() {
 #[test]
 fn test_socket_writer_basics() {
     bounded(LIMIT, || {
-        let seen = Arc::new(Mutex::new(None));
-        let record = Arc::clone(&seen);
-        let server = Arc::new(
-            TCPServer::new("127.0.0.1:0", move |r: &mut StreamRequest<'_>| {
-                *record.lock() = Some((r.wfile.fileno(), r.connection.as_raw_fd()));
-                Ok(())
-            })
-            .unwrap(),
-        );
-        drop(TcpStream::connect(server.server_address()).unwrap());
-        server.handle_request().unwrap();
-        let (wfile, request) = seen.lock().unwrap();
+        let (wfile, request) =
+            one_request::<Synchronous, _>(|r| (r.wfile.fileno(), r.connection.as_raw_fd()));
         assert_eq!(wfile, request);
     });
 }

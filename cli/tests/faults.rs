@@ -146,6 +146,23 @@ impl Fixture {
     }
 }
 
+/// Runs `fault` against a fresh echo server (with the `extra` arguments) in
+/// each of MODES, then the fixture's last checks under the name `fault`,
+/// within the time limit.
+fn in_every_mode(
+    extra: &'static [&'static str],
+    fault: &'static str,
+    run: impl Fn(&mut Fixture) + Send + 'static,
+) {
+    bounded(LIMIT, move || {
+        for mode in MODES {
+            let mut fixture = Fixture::start(mode, extra);
+            run(&mut fixture);
+            fixture.finish(fault);
+        }
+    });
+}
+
 /// Closes `stream` with a reset (SO_LINGER 0) instead of a FIN.
 fn reset(stream: TcpStream) {
     SockRef::from(&stream)
@@ -159,26 +176,23 @@ fn reset(stream: TcpStream) {
 /// an error, reports it (`handle_error`), and closes the connection.
 #[test]
 fn client_resets_mid_request() {
-    bounded(LIMIT, || {
-        for mode in MODES {
-            let mut fixture = Fixture::start(mode, &[]);
-            for round in 0..20 {
-                let mut stream = TcpStream::connect(fixture.server.socket_addr()).unwrap();
-                let me = stream.local_addr().unwrap().to_string();
-                stream.write_all(&payload(round, 1 << 20)).unwrap();
-                reset(stream);
-                // The handler ran, then got the reset.
-                fixture.server.log_line(&format!("{me} connected"));
-                let line = fixture
-                    .server
-                    .log_line(&format!("processing of request from {me}:"));
-                assert!(
-                    line.contains("reset") || line.contains("Broken pipe"),
-                    "{mode}: the reset is reported: {line}"
-                );
-                fixture.still_serving("a reset mid-request", 1);
-            }
-            fixture.finish("reset mid-request ×20");
+    in_every_mode(&[], "reset mid-request ×20", move |fixture| {
+        let mode = fixture.mode;
+        for round in 0..20 {
+            let mut stream = TcpStream::connect(fixture.server.socket_addr()).unwrap();
+            let me = stream.local_addr().unwrap().to_string();
+            stream.write_all(&payload(round, 1 << 20)).unwrap();
+            reset(stream);
+            // The handler ran, then got the reset.
+            fixture.server.log_line(&format!("{me} connected"));
+            let line = fixture
+                .server
+                .log_line(&format!("processing of request from {me}:"));
+            assert!(
+                line.contains("reset") || line.contains("Broken pipe"),
+                "{mode}: the reset is reported: {line}"
+            );
+            fixture.still_serving("a reset mid-request", 1);
         }
     });
 }
@@ -187,29 +201,26 @@ fn client_resets_mid_request() {
 /// echoes all of it, then closes. A one-byte message the same.
 #[test]
 fn half_closed_client_gets_its_whole_reply() {
-    bounded(LIMIT, || {
-        for mode in MODES {
-            let mut fixture = Fixture::start(mode, &[]);
-            for (round, len) in [(1u64, 4 << 20), (2, 1), (3, 100_000)] {
-                let stream = TcpStream::connect(fixture.server.socket_addr()).unwrap();
-                stream.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
-                let message = payload(round, len);
-                // Writing 4 MiB before reading any would fill both ways'
-                // buffers: a thread writes while this one reads.
-                let writer = {
-                    let (mut stream, message) = (stream.try_clone().unwrap(), message.clone());
-                    std::thread::spawn(move || {
-                        stream.write_all(&message).unwrap();
-                        stream.shutdown(Shutdown::Write).unwrap();
-                    })
-                };
-                let reply = util::read_to_end(&stream);
-                writer.join().unwrap();
-                assert_eq!(reply.len(), message.len(), "{mode}: the whole echo");
-                assert!(reply == message, "{mode}: the echo is exact");
-                fixture.still_serving("a half-close", 1);
-            }
-            fixture.finish("half-close (4 MiB, 1 B, 100 kB)");
+    in_every_mode(&[], "half-close (4 MiB, 1 B, 100 kB)", move |fixture| {
+        let mode = fixture.mode;
+        for (round, len) in [(1u64, 4 << 20), (2, 1), (3, 100_000)] {
+            let stream = TcpStream::connect(fixture.server.socket_addr()).unwrap();
+            stream.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
+            let message = payload(round, len);
+            // Writing 4 MiB before reading any would fill both ways'
+            // buffers: a thread writes while this one reads.
+            let writer = {
+                let (mut stream, message) = (stream.try_clone().unwrap(), message.clone());
+                std::thread::spawn(move || {
+                    stream.write_all(&message).unwrap();
+                    stream.shutdown(Shutdown::Write).unwrap();
+                })
+            };
+            let reply = util::read_to_end(&stream);
+            writer.join().unwrap();
+            assert_eq!(reply.len(), message.len(), "{mode}: the whole echo");
+            assert!(reply == message, "{mode}: the echo is exact");
+            fixture.still_serving("a half-close", 1);
         }
     });
 }
@@ -220,9 +231,11 @@ fn half_closed_client_gets_its_whole_reply() {
 /// cost the pool no thread at all (they wait outside the workers).
 #[test]
 fn clients_that_connect_and_vanish() {
-    bounded(LIMIT, || {
-        for mode in MODES {
-            let mut fixture = Fixture::start(mode, &[]);
+    in_every_mode(
+        &[],
+        "connect and vanish (100 FIN, 100 RST, 100 silent)",
+        move |fixture| {
+            let mode = fixture.mode;
             let address = fixture.server.socket_addr();
             let mut names = Vec::new();
             for _ in 0..100 {
@@ -267,9 +280,8 @@ fn clients_that_connect_and_vanish() {
             );
             drop(silent);
             fixture.still_serving("100 silent clients", 100);
-            fixture.finish("connect and vanish (100 FIN, 100 RST, 100 silent)");
-        }
-    });
+        },
+    );
 }
 
 /// A client trickles one byte a second; the handler's timeout (0.8 s,
@@ -277,9 +289,11 @@ fn clients_that_connect_and_vanish() {
 /// which speaks every tenth of a second meanwhile, is not cut off.
 #[test]
 fn trickling_client_is_cut_off_by_the_timeout() {
-    bounded(LIMIT, || {
-        for mode in MODES {
-            let mut fixture = Fixture::start(mode, &["--timeout", "0.8"]);
+    in_every_mode(
+        &["--timeout", "0.8"],
+        "trickle, 1 B/s against --timeout 0.8",
+        move |fixture| {
+            let mode = fixture.mode;
             let mut stream = TcpStream::connect(fixture.server.socket_addr()).unwrap();
             stream.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
             let me = stream.local_addr().unwrap().to_string();
@@ -315,9 +329,8 @@ fn trickling_client_is_cut_off_by_the_timeout() {
                 "{mode}: cut off after the first silence, not {sent} bytes"
             );
             fixture.still_serving("a trickling client", 1);
-            fixture.finish("trickle, 1 B/s against --timeout 0.8");
-        }
-    });
+        },
+    );
 }
 
 /// The most a client can push into an echo server that never gets to write
@@ -343,60 +356,55 @@ fn kernel_buffers() -> u64 {
 /// what the kernel buffers hold, and the server's memory stays flat.
 #[test]
 fn client_sending_1gib_without_reading_is_held_back() {
-    bounded(LIMIT, || {
-        const GIB: u64 = 1 << 30;
-        let bound = kernel_buffers();
-        for mode in MODES {
-            let mut fixture = Fixture::start(mode, &[]);
-            let mut stream = TcpStream::connect(fixture.server.socket_addr()).unwrap();
-            let me = stream.local_addr().unwrap().to_string();
-            // A write that makes no progress for a second is a stall.
-            stream
-                .set_write_timeout(Some(Duration::from_secs(1)))
-                .unwrap();
-            let chunk = payload(1, 64 * 1024);
-            let started = Instant::now();
-            let mut pushed: u64 = 0;
-            while pushed < GIB {
-                match stream.write(&chunk) {
-                    Ok(n) => pushed += n as u64,
-                    Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                        break
-                    }
-                    Err(e) => panic!("{mode}: {e}"),
-                }
+    const GIB: u64 = 1 << 30;
+    let bound = kernel_buffers();
+    in_every_mode(&[], "1 GiB without reading", move |fixture| {
+        let mode = fixture.mode;
+        let mut stream = TcpStream::connect(fixture.server.socket_addr()).unwrap();
+        let me = stream.local_addr().unwrap().to_string();
+        // A write that makes no progress for a second is a stall.
+        stream
+            .set_write_timeout(Some(Duration::from_secs(1)))
+            .unwrap();
+        let chunk = payload(1, 64 * 1024);
+        let started = Instant::now();
+        let mut pushed: u64 = 0;
+        while pushed < GIB {
+            match stream.write(&chunk) {
+                Ok(n) => pushed += n as u64,
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => break,
+                Err(e) => panic!("{mode}: {e}"),
             }
-            let stalled = started.elapsed();
-            let peak = fixture.server.peak_rss_kib();
-            let grown = peak.saturating_sub(fixture.rss_kib);
-            eprintln!(
-                "1 GiB without reading, {mode}: stalled after {pushed} bytes ({:.1} MiB) in \
-                 {stalled:.1?} (kernel buffers at most {bound} bytes); server RSS +{grown} KiB",
-                pushed as f64 / 1048576.0
-            );
-            assert!(
-                pushed < bound,
-                "{mode}: the client pushed {pushed} bytes, more than the kernel buffers \
-                 ({bound}): the server buffers what it cannot send"
-            );
-            assert!(
-                grown < RSS_BOUND_KIB,
-                "{mode}: the server grew by {grown} KiB"
-            );
-            // Still stalled: the server is blocked in write, not reading.
-            assert!(
-                matches!(stream.write(&chunk), Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)),
-                "{mode}: the stall lasts"
-            );
-            fixture.bystander_exchange();
-            // Closing with unread data resets: the blocked write fails.
-            drop(stream);
-            fixture
-                .server
-                .log_line(&format!("processing of request from {me}:"));
-            fixture.still_serving("a client that sends without reading", 1);
-            fixture.finish("1 GiB without reading");
         }
+        let stalled = started.elapsed();
+        let peak = fixture.server.peak_rss_kib();
+        let grown = peak.saturating_sub(fixture.rss_kib);
+        eprintln!(
+            "1 GiB without reading, {mode}: stalled after {pushed} bytes ({:.1} MiB) in \
+             {stalled:.1?} (kernel buffers at most {bound} bytes); server RSS +{grown} KiB",
+            pushed as f64 / 1048576.0
+        );
+        assert!(
+            pushed < bound,
+            "{mode}: the client pushed {pushed} bytes, more than the kernel buffers \
+             ({bound}): the server buffers what it cannot send"
+        );
+        assert!(
+            grown < RSS_BOUND_KIB,
+            "{mode}: the server grew by {grown} KiB"
+        );
+        // Still stalled: the server is blocked in write, not reading.
+        assert!(
+            matches!(stream.write(&chunk), Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)),
+            "{mode}: the stall lasts"
+        );
+        fixture.bystander_exchange();
+        // Closing with unread data resets: the blocked write fails.
+        drop(stream);
+        fixture
+            .server
+            .log_line(&format!("processing of request from {me}:"));
+        fixture.still_serving("a client that sends without reading", 1);
     });
 }
 
