@@ -540,34 +540,36 @@ fn checksum_mismatch_is_answered_and_leaves_nothing() {
     assert!(entries(dir.path()).is_empty());
 }
 
-/// A receiver that fails early (a full disk): it reads the file's header
-/// and the first `len` bytes of its body, replies "error: disk full" and
-/// hangs up, with whatever more was sent unread (a reset). The header and
-/// the bytes it read.
-fn failing_receiver(stream: TcpStream, len: usize) -> thread::JoinHandle<(String, Vec<u8>)> {
-    thread::spawn(move || {
-        let mut t = Transceiver::new(stream, "unused");
+/// Sends a file `name` holding `contents` to a receiver that fails early (a
+/// full disk): it reads the file's header and the first `len` bytes of its
+/// body, replies "error: disk full" and hangs up, with whatever more was
+/// sent unread (a reset). What `send_file` reported, the header and the
+/// bytes the receiver read.
+fn send_to_failing_receiver(name: &str, contents: &[u8], len: usize) -> (String, String, Vec<u8>) {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join(name);
+    fs::write(&source, contents).unwrap();
+    let (a, b) = tcp_pair();
+    let receiver = thread::spawn(move || {
+        let mut t = Transceiver::new(b, "unused");
         let header = t.recv().unwrap().unwrap();
         let mut body = vec![0; len];
         io::Read::read_exact(t.get_mut(), &mut body).unwrap();
         t.send("error: disk full").unwrap();
         drop(t);
         (header, body)
-    })
-}
-
-#[test]
-fn send_file_returns_the_receivers_error() {
-    let dir = tempfile::tempdir().unwrap();
-    let source = dir.path().join("c.txt");
-    fs::write(&source, b"hello").unwrap();
-    let (a, b) = tcp_pair();
-    let receiver = failing_receiver(b, 5);
+    });
     let err = Transceiver::new(a, dir.path())
         .send_file(&source, true, &mut |_| {})
         .unwrap_err();
     let (header, body) = receiver.join().unwrap();
-    assert_eq!(err.to_string(), "error: disk full");
+    (err.to_string(), header, body)
+}
+
+#[test]
+fn send_file_returns_the_receivers_error() {
+    let (err, header, body) = send_to_failing_receiver("c.txt", b"hello", 5);
+    assert_eq!(err, "error: disk full");
     assert_eq!(
         header,
         format!("c.txt,5,md5:{}", Checksum::Md5.digest_hex(b"hello"))
@@ -581,19 +583,11 @@ fn send_file_returns_the_receivers_error() {
 /// tests/attacks.rs under load).
 #[test]
 fn send_file_returns_the_receivers_error_when_it_hangs_up_mid_file() {
-    let dir = tempfile::tempdir().unwrap();
-    let source = dir.path().join("big.bin");
     // Far more than the socket buffers hold: the sender is mid-file when the
     // receiver hangs up.
-    fs::write(&source, vec![7u8; 32 << 20]).unwrap();
-    let (a, b) = tcp_pair();
-    let receiver = failing_receiver(b, 1000);
-    let err = Transceiver::new(a, dir.path())
-        .send_file(&source, true, &mut |_| {})
-        .unwrap_err();
-    let (header, _) = receiver.join().unwrap();
+    let (err, header, _) = send_to_failing_receiver("big.bin", &vec![7u8; 32 << 20], 1000);
     assert!(header.starts_with("big.bin,33554432,md5:"), "{header}");
-    assert_eq!(err.to_string(), "error: disk full");
+    assert_eq!(err, "error: disk full");
 }
 
 #[test]
