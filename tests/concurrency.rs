@@ -187,6 +187,29 @@ fn pool_keeps_its_workers_through_panics() {
     });
 }
 
+/// A pool of 4 workers (further set by `configure`) whose handler echoes
+/// with `timeout` on reads and writes, serving, with 50 connections to it
+/// that never send a byte while `body` runs; then they close and the server
+/// shuts down.
+fn with_slowloris(
+    timeout: Duration,
+    configure: impl FnOnce(&mut ThreadPoolMixIn),
+    body: impl FnOnce(&ThreadPoolTCPServer),
+) {
+    let mut server = ThreadPoolTCPServer::new("127.0.0.1:0", TimedEcho(timeout)).unwrap();
+    server.mixin.workers = 4;
+    configure(&mut server.mixin);
+    let server = Arc::new(server);
+    let serving = serve(&server, None);
+    let silent: Vec<_> = (0..50)
+        .map(|_| TcpStream::connect(server.server_address()).unwrap())
+        .collect();
+    body(&server);
+    drop(silent);
+    server.shutdown().unwrap();
+    serving.join().unwrap().unwrap();
+}
+
 /// Slow clients: a pool of 4 workers, 50 connections that never send a
 /// byte, and a real client still served within timeout + 1 s — the
 /// connections wait for readability outside the pool.
@@ -194,24 +217,17 @@ fn pool_keeps_its_workers_through_panics() {
 fn slowloris_does_not_starve_the_pool() {
     bounded(LIMIT, || {
         let timeout = Duration::from_secs(2);
-        let mut server = ThreadPoolTCPServer::new("127.0.0.1:0", TimedEcho(timeout)).unwrap();
-        server.mixin.workers = 4;
-        let server = Arc::new(server);
-        let serving = serve(&server, None);
-        let silent: Vec<_> = (0..50)
-            .map(|_| TcpStream::connect(server.server_address()).unwrap())
-            .collect();
-        let started = Instant::now();
-        assert_eq!(tcp_exchange(server.server_address(), TEST_STR), TEST_STR);
-        let waited = started.elapsed();
-        eprintln!("real client served after {waited:?} behind 50 silent connections");
-        assert!(waited < timeout + Duration::from_secs(1), "{waited:?}");
-        // Accepted in order before the real client, all fifty wait for
-        // readability outside the pool: none holds a worker.
-        assert_eq!(server.mixin.stats().waiting, 50);
-        drop(silent);
-        server.shutdown().unwrap();
-        serving.join().unwrap().unwrap();
+        let readiness_dispatch = |_: &mut ThreadPoolMixIn| {}; // the default
+        with_slowloris(timeout, readiness_dispatch, |server| {
+            let started = Instant::now();
+            assert_eq!(tcp_exchange(server.server_address(), TEST_STR), TEST_STR);
+            let waited = started.elapsed();
+            eprintln!("real client served after {waited:?} behind 50 silent connections");
+            assert!(waited < timeout + Duration::from_secs(1), "{waited:?}");
+            // Accepted in order before the real client, all fifty wait for
+            // readability outside the pool: none holds a worker.
+            assert_eq!(server.mixin.stats().waiting, 50);
+        });
     });
 }
 
@@ -222,29 +238,23 @@ fn slowloris_does_not_starve_the_pool() {
 fn fifo_dispatch_is_starved_by_slowloris() {
     bounded(LIMIT, || {
         let timeout = Duration::from_secs(1);
-        let mut server = ThreadPoolTCPServer::new("127.0.0.1:0", TimedEcho(timeout)).unwrap();
-        server.mixin.workers = 4;
-        server.mixin.dispatch = Dispatch::Immediately;
-        server.mixin.block_on_close = false;
-        let server = Arc::new(server);
-        let serving = serve(&server, None);
-        let silent: Vec<_> = (0..50)
-            .map(|_| TcpStream::connect(server.server_address()).unwrap())
-            .collect();
-        let client = TcpStream::connect(server.server_address()).unwrap();
-        client
-            .set_read_timeout(Some(timeout + Duration::from_secs(1)))
-            .unwrap();
-        (&client).write_all(TEST_STR).unwrap();
-        let err = (&client).read(&mut [0; 16]).unwrap_err();
-        assert_eq!(
-            err.kind(),
-            io::ErrorKind::WouldBlock,
-            "not served within timeout + 1 s"
-        );
-        drop(silent);
-        server.shutdown().unwrap();
-        serving.join().unwrap().unwrap();
+        let fifo = |pool: &mut ThreadPoolMixIn| {
+            pool.dispatch = Dispatch::Immediately;
+            pool.block_on_close = false;
+        };
+        with_slowloris(timeout, fifo, |server| {
+            let client = TcpStream::connect(server.server_address()).unwrap();
+            client
+                .set_read_timeout(Some(timeout + Duration::from_secs(1)))
+                .unwrap();
+            (&client).write_all(TEST_STR).unwrap();
+            let err = (&client).read(&mut [0; 16]).unwrap_err();
+            assert_eq!(
+                err.kind(),
+                io::ErrorKind::WouldBlock,
+                "not served within timeout + 1 s"
+            );
+        });
     });
 }
 
