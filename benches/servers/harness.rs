@@ -219,14 +219,7 @@ impl ServerProcess {
 
     /// Resident memory (VmRSS), KiB.
     pub fn rss_kib(&self) -> Option<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
-        status
-            .lines()
-            .find(|l| l.starts_with("VmRSS:"))?
-            .split_whitespace()
-            .nth(1)?
-            .parse()
-            .ok()
+        self.status_field("VmRSS:")
     }
 
     /// Open descriptors (entries of /proc/PID/fd).
@@ -240,10 +233,15 @@ impl ServerProcess {
 
     /// Threads (the Threads: line of /proc/PID/status).
     pub fn threads(&self) -> Option<usize> {
+        self.status_field("Threads:")
+    }
+
+    /// The number after `field` in /proc/PID/status.
+    fn status_field<T: std::str::FromStr>(&self, field: &str) -> Option<T> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
         status
             .lines()
-            .find(|l| l.starts_with("Threads:"))?
+            .find(|l| l.starts_with(field))?
             .split_whitespace()
             .nth(1)?
             .parse()
@@ -487,8 +485,31 @@ pub struct Load {
 }
 
 impl Load {
-    fn new(phase: Arc<Phase>, workers: Vec<JoinHandle<io::Result<Tally>>>) -> Self {
-        Load { phase, workers }
+    /// Starts a load thread named `name` on each of `shares`, running `run`
+    /// on its share, and warms up: until `want` connections have each
+    /// completed an exchange and at least `warmup` has passed.
+    fn start<T: Send + 'static>(
+        name: &str,
+        shares: Vec<T>,
+        want: usize,
+        warmup: Duration,
+        run: impl Fn(T, &Phase) -> io::Result<Tally> + Clone + Send + 'static,
+    ) -> io::Result<Self> {
+        let phase = Arc::new(Phase::default());
+        let workers = shares
+            .into_iter()
+            .map(|share| {
+                let phase = Arc::clone(&phase);
+                let run = run.clone();
+                thread::Builder::new()
+                    .name(name.into())
+                    .spawn(move || run(share, &phase))
+                    .expect("spawn a load thread")
+            })
+            .collect();
+        let load = Load { phase, workers };
+        load.warm_up(want, warmup, Duration::from_secs(30))?;
+        Ok(load)
     }
 
     /// Waits until `want` connections have each completed an exchange and at
@@ -645,27 +666,19 @@ impl PingPong {
             stream.set_nonblocking(true)?;
             streams.push(stream);
         }
-        let phase = Arc::new(Phase::default());
         let threads = self.threads.clamp(1, self.connections.max(1));
         let mut shares: Vec<Vec<TcpStream>> = (0..threads).map(|_| Vec::new()).collect();
         for (i, stream) in streams.into_iter().enumerate() {
             shares[i % threads].push(stream);
         }
-        let workers = shares
-            .into_iter()
-            .map(|share| {
-                let phase = Arc::clone(&phase);
-                let request = Arc::clone(&self.request);
-                let reply_len = self.reply_len;
-                thread::Builder::new()
-                    .name("load".into())
-                    .spawn(move || ping_pong_thread(share, &request, reply_len, &phase))
-                    .expect("spawn a load thread")
-            })
-            .collect();
-        let load = Load::new(phase, workers);
-        load.warm_up(self.connections, self.warmup, Duration::from_secs(30))?;
-        Ok(load)
+        let (request, reply_len) = (Arc::clone(&self.request), self.reply_len);
+        Load::start(
+            "load",
+            shares,
+            self.connections,
+            self.warmup,
+            move |share, phase| ping_pong_thread(share, &request, reply_len, phase),
+        )
     }
 }
 
@@ -804,22 +817,18 @@ pub struct Churn {
 impl Churn {
     /// Starts the clients and warms up.
     pub fn start(&self, addr: SocketAddr) -> io::Result<Load> {
-        let phase = Arc::new(Phase::default());
         let threads = self.threads.clamp(1, self.concurrency.max(1));
-        let workers = (0..threads)
-            .map(|t| {
-                let phase = Arc::clone(&phase);
-                let request = Arc::clone(&self.request);
-                let clients = (self.concurrency + threads - 1 - t) / threads;
-                thread::Builder::new()
-                    .name("churn".into())
-                    .spawn(move || churn_thread(addr, clients, &request, &phase))
-                    .expect("spawn a load thread")
-            })
+        let shares: Vec<usize> = (0..threads)
+            .map(|t| (self.concurrency + threads - 1 - t) / threads)
             .collect();
-        let load = Load::new(phase, workers);
-        load.warm_up(self.concurrency, self.warmup, Duration::from_secs(30))?;
-        Ok(load)
+        let request = Arc::clone(&self.request);
+        Load::start(
+            "churn",
+            shares,
+            self.concurrency,
+            self.warmup,
+            move |clients, phase| churn_thread(addr, clients, &request, phase),
+        )
     }
 }
 
@@ -1275,7 +1284,6 @@ pub struct UdpEcho {
 impl UdpEcho {
     /// Starts the clients and warms up.
     pub fn start(&self, addr: SocketAddr) -> io::Result<Load> {
-        let phase = Arc::new(Phase::default());
         let threads = self.threads.clamp(1, self.sockets.max(1));
         let mut shares: Vec<Vec<UdpSocket>> = (0..threads).map(|_| Vec::new()).collect();
         for i in 0..self.sockets {
@@ -1284,20 +1292,14 @@ impl UdpEcho {
             socket.set_nonblocking(true)?;
             shares[i % threads].push(socket);
         }
-        let workers = shares
-            .into_iter()
-            .map(|share| {
-                let phase = Arc::clone(&phase);
-                let (size, timeout) = (self.size.max(8), self.timeout);
-                thread::Builder::new()
-                    .name("udp".into())
-                    .spawn(move || udp_thread(share, size, timeout, &phase))
-                    .expect("spawn a load thread")
-            })
-            .collect();
-        let load = Load::new(phase, workers);
-        load.warm_up(self.sockets, self.warmup, Duration::from_secs(30))?;
-        Ok(load)
+        let (size, timeout) = (self.size.max(8), self.timeout);
+        Load::start(
+            "udp",
+            shares,
+            self.sockets,
+            self.warmup,
+            move |share, phase| udp_thread(share, size, timeout, phase),
+        )
     }
 }
 
