@@ -7,6 +7,8 @@
 
 #[path = "util/one_request.rs"]
 mod one_request;
+#[path = "util/serving.rs"]
+mod serving;
 mod util;
 
 use std::io::{self, BufRead, Read, Write};
@@ -16,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use one_request::one_request;
 use parking_lot::Mutex;
+use serving::Serving;
 use socketserver::mixin::{Dispatch, Overload};
 #[cfg(feature = "coroutine")]
 use socketserver::CoroutineMixIn;
@@ -24,9 +27,9 @@ use socketserver::{
     ThreadPoolMixIn, ThreadPoolTCPServer, ThreadingMixIn, ThreadingTCPServer, Udp, Unix, UnixDgram,
 };
 use util::{
-    bounded, datagram_line_echo, hammer, hold_echo, line_echo, panicky, run_server, serve,
-    tcp_examine, tcp_exchange, udp_examine, unix_dgram_examine, unix_path, unix_stream_examine,
-    Counting, Recorder, TimedEcho, CLIENT_TIMEOUT, TEST_STR,
+    bounded, datagram_line_echo, hammer, hold_echo, line_echo, panicky, run_server, tcp_examine,
+    tcp_exchange, udp_examine, unix_dgram_examine, unix_path, unix_stream_examine, Counting,
+    Recorder, TimedEcho, CLIENT_TIMEOUT, TEST_STR,
 };
 
 const LIMIT: Duration = Duration::from_secs(120);
@@ -132,13 +135,11 @@ fn test_threading_handled() {
 /// every panic reported once through `handle_error`, in the given mode.
 fn panic_isolation<M: MixIn + Default>() {
     const TOTAL: usize = 10_000;
-    let server = Arc::new(Recorder::new(
+    let server = Serving::start(Recorder::new(
         Server::<Tcp, M>::new("127.0.0.1:0", panicky).unwrap(),
     ));
-    let serving = serve(&server, None);
     let answered = hammer(server.server_address(), TOTAL, 8);
-    server.shutdown().unwrap();
-    serving.join().unwrap().unwrap();
+    let server = server.stop();
     server.server_close();
     assert_eq!(answered, TOTAL / 2);
     assert_eq!(server.count("handle_error"), TOTAL / 2);
@@ -175,11 +176,9 @@ fn pool_keeps_its_workers_through_panics() {
     bounded(LIMIT, || {
         let mut server = ThreadPoolTCPServer::new("127.0.0.1:0", panicky).unwrap();
         server.mixin.workers = 1;
-        let server = Arc::new(server);
-        let serving = serve(&server, None);
+        let server = Serving::start(server);
         assert_eq!(hammer(server.server_address(), 2000, 4), 1000);
-        server.shutdown().unwrap();
-        serving.join().unwrap().unwrap();
+        let server = server.stop();
         server.server_close(); // the last worker may still be closing its request
         let stats = server.mixin.stats();
         assert_eq!(stats.served, 2000);
@@ -199,15 +198,13 @@ fn with_slowloris(
     let mut server = ThreadPoolTCPServer::new("127.0.0.1:0", TimedEcho(timeout)).unwrap();
     server.mixin.workers = 4;
     configure(&mut server.mixin);
-    let server = Arc::new(server);
-    let serving = serve(&server, None);
+    let server = Serving::start(server);
     let silent: Vec<_> = (0..50)
         .map(|_| TcpStream::connect(server.server_address()).unwrap())
         .collect();
     body(&server);
     drop(silent);
-    server.shutdown().unwrap();
-    serving.join().unwrap().unwrap();
+    server.stop();
 }
 
 /// Slow clients: a pool of 4 workers, 50 connections that never send a
@@ -266,8 +263,7 @@ fn pool_closes_connections_silent_past_the_idle_timeout() {
         server.mixin.dispatch = Dispatch::WhenReadable {
             idle_timeout: Some(Duration::from_millis(200)),
         };
-        let server = Arc::new(server);
-        let serving = serve(&server, None);
+        let server = Serving::start(server);
         let silent = TcpStream::connect(server.server_address()).unwrap();
         silent.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
         assert!(
@@ -276,8 +272,7 @@ fn pool_closes_connections_silent_past_the_idle_timeout() {
         );
         assert_eq!(server.mixin.stats().expired, 1);
         assert_eq!(server.mixin.stats().served, 0);
-        server.shutdown().unwrap();
-        serving.join().unwrap().unwrap();
+        server.stop();
     });
 }
 
@@ -310,8 +305,7 @@ fn pool_reject_policy_answers_busy() {
         base.mixin.queue_size = 1;
         base.mixin.overload = Overload::Reject;
         base.mixin.dispatch = Dispatch::Immediately;
-        let server = Arc::new(Busy { base });
-        let serving = serve(&server, None);
+        let server = Serving::start(Busy { base });
         let address = server.server_address();
 
         let holder = std::thread::spawn(move || tcp_exchange(address, b"hold\n"));
@@ -336,8 +330,7 @@ fn pool_reject_policy_answers_busy() {
             b"queued\n",
             "queued requests are served"
         );
-        server.shutdown().unwrap();
-        serving.join().unwrap().unwrap();
+        server.stop();
     });
 }
 
@@ -349,8 +342,7 @@ fn pool_wait_policy_applies_backpressure() {
         let mut server = ThreadPoolTCPServer::new("127.0.0.1:0", line_echo).unwrap();
         server.mixin.workers = 2;
         server.mixin.queue_size = 2;
-        let server = Arc::new(server);
-        let serving = serve(&server, None);
+        let server = Serving::start(server);
         let address = server.server_address();
         let clients: Vec<_> = (0..40)
             .map(|i| std::thread::spawn(move || tcp_exchange(address, format!("{i}\n").as_bytes())))
@@ -358,8 +350,7 @@ fn pool_wait_policy_applies_backpressure() {
         for (i, c) in clients.into_iter().enumerate() {
             assert_eq!(c.join().unwrap(), format!("{i}\n").as_bytes());
         }
-        server.shutdown().unwrap();
-        serving.join().unwrap().unwrap();
+        let server = server.stop();
         server.server_close(); // the last worker may still be closing its request
         let stats = server.mixin.stats();
         assert_eq!((stats.served, stats.rejected), (40, 0));
@@ -385,8 +376,7 @@ fn graceful_shutdown<M: MixIn + Default>(configure: impl FnOnce(&mut M)) {
     let mut base = Server::<Tcp, M>::new("127.0.0.1:0", two_part).unwrap();
     configure(&mut base.mixin);
     let (server, accepted_rx) = Counting::new(base);
-    let server = Arc::new(server);
-    let serving = serve(&server, None);
+    let server = Serving::start(server);
     let address = server.server_address();
     let clients: Vec<_> = (0..CONNECTIONS)
         .map(|_| {
@@ -399,8 +389,7 @@ fn graceful_shutdown<M: MixIn + Default>(configure: impl FnOnce(&mut M)) {
     for _ in 0..CONNECTIONS {
         accepted_rx.recv().unwrap();
     }
-    server.shutdown().unwrap(); // stops accepting; requests are mid-exchange
-    serving.join().unwrap().unwrap();
+    let server = server.stop(); // stops accepting; requests are mid-exchange
     let closing = {
         let server = Arc::clone(&server);
         std::thread::spawn(move || server.server_close())

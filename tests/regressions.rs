@@ -1,5 +1,7 @@
 //! Regressions found in review, one test each: what went wrong, now pinned.
 
+#[path = "util/serving.rs"]
+mod serving;
 mod util;
 
 use std::io::{self, BufRead, Read, Write};
@@ -10,6 +12,7 @@ use std::sync::{mpsc, Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
+use serving::Serving;
 use socketserver::mixin::{Dispatch, Overload};
 use socketserver::{
     AddressOf, BaseServer, DatagramOptions, DatagramRequest, RequestHandler, RequestOf,
@@ -49,8 +52,7 @@ fn panicking_reject_hook_does_not_kill_the_pool() {
         base.mixin.workers = 1;
         base.mixin.queue_size = 1;
         base.mixin.overload = Overload::Reject;
-        let server = Arc::new(PanickyReject { base });
-        let serving = serve(&server, None);
+        let server = Serving::start(PanickyReject { base });
         let address = server.server_address();
         let holder = std::thread::spawn(move || tcp_exchange(address, b"hold\n"));
         hold.entered(); // the one worker is busy
@@ -76,8 +78,7 @@ fn panicking_reject_hook_does_not_kill_the_pool() {
             TEST_STR,
             "still dispatching"
         );
-        server.shutdown().unwrap();
-        serving.join().unwrap().unwrap();
+        let server = server.stop();
         server.server_close(); // used to hang
     });
 }
@@ -87,15 +88,13 @@ fn panicking_reject_hook_does_not_kill_the_pool() {
 #[test]
 fn silent_connections_neither_keep_the_server_alive_nor_delay_close() {
     bounded(LIMIT, || {
-        let server = Arc::new(ThreadPoolTCPServer::new("127.0.0.1:0", line_echo).unwrap());
-        let serving = serve(&server, None);
+        let server = Serving::start(ThreadPoolTCPServer::new("127.0.0.1:0", line_echo).unwrap());
         let address = server.server_address();
         let silent = TcpStream::connect(address).unwrap();
         silent.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
         assert_eq!(tcp_exchange(address, TEST_STR), TEST_STR); // the silent one is in by now
         assert_eq!(server.mixin.stats().waiting, 1);
-        server.shutdown().unwrap();
-        serving.join().unwrap().unwrap();
+        let server = server.stop();
         let started = Instant::now();
         drop(server); // the last handle: server_close
         assert!(
@@ -135,7 +134,7 @@ fn shutdown_from_a_handler_of_a_full_pool_does_not_deadlock() {
         server.mixin.queue_size = 1;
         server.mixin.dispatch = Dispatch::Immediately;
         let server = Arc::new(server);
-        let serving = serve(&server, None);
+        let serving = serve(&server, None); // the handler shuts it down
         let address = server.server_address();
         let stopper = std::thread::spawn(move || tcp_exchange(address, b"stop\n"));
         in_handler.recv().unwrap();
@@ -165,8 +164,7 @@ fn waiting_connections_are_bounded() {
         let mut base = ThreadPoolTCPServer::new("127.0.0.1:0", line_echo).unwrap();
         base.mixin.max_waiting = 10;
         let (server, accepted_rx) = Counting::new(base);
-        let server = Arc::new(server);
-        let serving = serve(&server, None);
+        let server = Serving::start(server);
         let silent: Vec<_> = (0..30)
             .map(|_| TcpStream::connect(server.server_address()).unwrap())
             .collect();
@@ -179,8 +177,7 @@ fn waiting_connections_are_bounded() {
             .is_err());
         assert_eq!(server.base.mixin.stats().waiting, 10);
         drop(silent); // they close: readable, served (empty), room again
-        server.shutdown().unwrap();
-        serving.join().unwrap().unwrap();
+        server.stop();
     });
 }
 
@@ -264,10 +261,9 @@ fn datagram_replies_wait_for_a_slow_reader() {
             }
         }
         let path = unix_path("slow-reader");
-        let server = Arc::new(util::Recorder::new(
+        let server = Serving::start(util::Recorder::new(
             UnixDatagramServer::new(&path, Echo).unwrap(),
         ));
-        let serving = serve(&server, None);
         let client_path = unix_path("slow-reader-client");
         let client = Arc::new(UnixDatagram::bind(&client_path).unwrap());
         client.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
@@ -289,8 +285,7 @@ fn datagram_replies_wait_for_a_slow_reader() {
             assert_eq!(&buf[..n], format!("{i}").as_bytes());
         }
         sender.join().unwrap();
-        server.shutdown().unwrap();
-        serving.join().unwrap().unwrap();
+        let server = server.stop();
         failures.fetch_add(server.count("handle_error"), Ordering::SeqCst);
         assert_eq!(failures.load(Ordering::SeqCst), 0);
         std::fs::remove_file(client_path).unwrap();
