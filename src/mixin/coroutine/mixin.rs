@@ -9,9 +9,9 @@ use std::time::Duration;
 use parking_lot::Mutex;
 
 use super::thread_locals;
-use super::worker::Workers;
+use super::worker::{Job, Workers};
 use crate::mixin::in_flight::InFlight;
-use crate::mixin::{hand_over, MixIn};
+use crate::mixin::{hand_over_refusable, MixIn};
 use crate::{AddressOf, BaseServer, RequestOf, ServerHandle};
 
 /// The default stack size of a request coroutine: 256 KiB of address space,
@@ -144,8 +144,16 @@ impl MixIn for CoroutineMixIn {
         client_address: AddressOf<S>,
     ) {
         let running = self.in_flight.start();
-        hand_over(server, request, client_address, running, |task| {
-            self.workers()?.submit(task)
+        let client = client_address.clone().into();
+        hand_over_refusable(server, request, client_address, running, |work| {
+            match self.workers()?.submit(Job { work, client }) {
+                Ok(()) => Ok(()),
+                // Not taken: refused here, as hand_over would.
+                Err((job, err)) => {
+                    (job.work.refuse)(err);
+                    Ok(())
+                }
+            }
         });
     }
 
@@ -157,7 +165,9 @@ impl MixIn for CoroutineMixIn {
         let Some(workers) = self.pool.lock().take() else {
             return;
         };
-        let mut join = self.block_on_close && !thread_locals::in_coroutine();
+        // A worker (a request, or a refusal, dropping the last handle to
+        // the server) cannot wait for the workers: it is one of them.
+        let mut join = self.block_on_close && !thread_locals::on_worker();
         if join {
             let still_running = self.in_flight.drain(self.close_timeout, server);
             if still_running > 0 {

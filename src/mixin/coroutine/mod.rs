@@ -59,7 +59,9 @@
 //! generator, which its free `yield_` finds (see `suspend.rs`).
 
 mod mixin;
+mod overflow;
 mod slab;
+mod stacks;
 pub(crate) mod suspend;
 mod thread_locals;
 mod worker;

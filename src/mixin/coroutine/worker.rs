@@ -3,33 +3,74 @@
 //! runs its coroutines one at a time, resuming each when epoll reports its
 //! socket ready or its deadline passes, and sleeps in epoll_wait when all
 //! of them wait.
+//!
+//! What a worker does when something fails:
+//!
+//! * No stack for a new request (`RLIMIT_AS`, the address space
+//!   exhausted): that request is refused — `handle_error` with the error,
+//!   the connection shut down, its in-flight count released — and the
+//!   worker goes on with the others.
+//! * A panic out of a coroutine (one not caught around the handler): that
+//!   request ends, logged; the others go on.
+//! * A panic or an error in the worker's own loop: logged, and the loop
+//!   starts again on the same thread with the same coroutines, each resumed
+//!   once (a spurious wake-up, which every wait tolerates). A suspended
+//!   coroutine is never dropped, so corosensei never has to force-unwind
+//!   one through a handler's `catch_unwind`.
+//! * A stack overflow: the process aborts with a message (`overflow.rs`).
+//! * A resumption that keeps the worker from its loop longer than
+//!   [`SLOW_STEP`]: a warning naming the request's client.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::os::fd::{AsFd, RawFd};
+use std::panic::{self, AssertUnwindSafe};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use corosensei::stack::{DefaultStack, Stack};
+use corosensei::CoroutineResult;
 use crossbeam_channel::{Receiver, Sender};
-use generator::{Generator, Gn};
 use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use parking_lot::Mutex;
 
+use super::overflow;
 use super::slab::Slab;
+use super::stacks::{Stacks, KEPT_STACKS};
 use super::suspend::{Resume, Suspend};
 use super::thread_locals;
+use crate::mixin::Work;
 use crate::sys::{self, Waker};
+use crate::Address;
 
-pub(super) type Task = Box<dyn FnOnce() + Send>;
+/// A request for a worker: the work, and who it is for (named in
+/// warnings).
+pub(super) struct Job {
+    pub(super) work: Work,
+    pub(super) client: Address,
+}
 
 enum Message {
-    Task(Task),
+    Job(Job),
     /// Exit once every coroutine has finished.
     Stop,
+    /// Panic in the worker's loop (tests of its recovery).
+    #[cfg(test)]
+    Panic,
 }
+
+/// How long one resumption may keep a worker from its event loop before a
+/// warning is logged: 100 ms, a delay every other request on that worker
+/// shares, and far above any handler step that only computes a reply (a
+/// 16 KiB MD5 takes 25 µs). It is measured when the worker gets control
+/// back, so a handler blocked for ever is never reported.
+pub(super) const SLOW_STEP: Duration = Duration::from_millis(100);
+
+/// At most one slow-step warning per worker in this long.
+const WARN_EVERY: Duration = Duration::from_secs(1);
 
 /// The worker threads and the way to each.
 #[derive(Debug)]
@@ -48,8 +89,10 @@ struct Inbox {
 impl std::fmt::Debug for Message {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            Message::Task(_) => "Task",
+            Message::Job(_) => "Job",
             Message::Stop => "Stop",
+            #[cfg(test)]
+            Message::Panic => "Panic",
         })
     }
 }
@@ -64,13 +107,7 @@ impl Workers {
             let worker_wake = Arc::clone(&wake);
             let thread = thread::Builder::new()
                 .name(format!("socketserver-coroutines-{n}"))
-                .spawn(move || {
-                    if let Err(err) = Worker::new(receiver, worker_wake, stack_size)
-                        .and_then(|mut worker| worker.run())
-                    {
-                        log::error!("coroutine worker stopped: {err}");
-                    }
-                })?;
+                .spawn(move || work(n, receiver, worker_wake, stack_size))?;
             inboxes.push(Inbox { sender, wake });
             threads.push(thread);
         }
@@ -81,15 +118,33 @@ impl Workers {
         })
     }
 
-    pub(super) fn submit(&self, task: Task) -> std::io::Result<()> {
-        let n = self.next.fetch_add(1, Ordering::Relaxed) % self.inboxes.len();
-        let inbox = &self.inboxes[n];
-        inbox
-            .sender
-            .send(Message::Task(task))
-            .map_err(|_| std::io::Error::other("the coroutine worker has stopped"))?;
-        inbox.wake.wake();
-        Ok(())
+    /// Gives `job` to the next worker in turn (or, should that one have
+    /// exited, to the next that has not); gives it back with the error
+    /// when none is left.
+    pub(super) fn submit(&self, job: Job) -> Result<(), (Job, std::io::Error)> {
+        let first = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut message = Message::Job(job);
+        for n in 0..self.inboxes.len() {
+            let inbox = &self.inboxes[(first + n) % self.inboxes.len()];
+            match inbox.sender.send(message) {
+                Ok(()) => {
+                    inbox.wake.wake();
+                    return Ok(());
+                }
+                Err(crossbeam_channel::SendError(back)) => message = back,
+            }
+        }
+        let Message::Job(job) = message else {
+            unreachable!("only a job was sent")
+        };
+        Err((job, std::io::Error::other("every coroutine worker has stopped")))
+    }
+
+    /// Makes worker 0's loop panic (tests of its recovery).
+    #[cfg(test)]
+    fn inject_panic(&self) {
+        self.inboxes[0].sender.send(Message::Panic).unwrap();
+        self.inboxes[0].wake.wake();
     }
 
     /// Tells every worker to exit once its coroutines are done, and waits
@@ -108,13 +163,54 @@ impl Workers {
     }
 }
 
+/// A worker thread's life: its loop, started again after a failure (see
+/// the module doc).
+fn work(number: usize, inbox: Receiver<Message>, wake: Arc<Waker>, stack_size: usize) {
+    let _signal_stack = overflow::alternate_stack();
+    overflow::install_handler();
+    let mut worker = match Worker::new(number, inbox, wake, stack_size) {
+        Ok(worker) => worker,
+        Err(err) => {
+            // Its inbox goes with it: submit passes its requests on.
+            log::error!("coroutine worker {number} cannot start: {err}");
+            return;
+        }
+    };
+    let mut pause = Duration::from_millis(10);
+    loop {
+        let started = Instant::now();
+        let failure = match panic::catch_unwind(AssertUnwindSafe(|| worker.run())) {
+            Ok(Ok(())) => return,
+            Ok(Err(err)) => err.to_string(),
+            Err(payload) => format!("panicked: {}", crate::panic::payload_message(&*payload)),
+        };
+        log::error!(
+            "coroutine worker {number}: its loop failed ({failure}); starting it again with \
+             its {} requests",
+            worker.coroutines.len()
+        );
+        // A failure that comes back at once is not retried in a busy loop.
+        if started.elapsed() > Duration::from_secs(1) {
+            pause = Duration::from_millis(10);
+        } else {
+            thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_secs(1));
+        }
+        worker.recover();
+    }
+}
+
 /// The epoll token of a worker's waker; tasks count from 1.
 const WAKE: u64 = 0;
 
+type Co = corosensei::Coroutine<Resume, Suspend, (), DefaultStack>;
+
 /// One request's coroutine, as its worker keeps it.
 struct Coroutine {
-    generator: Generator<'static, Resume, Suspend>,
-    started: bool,
+    co: Co,
+    /// Its stack's mapping, `(lowest address, top)`, guard page included.
+    stack: (usize, usize),
+    client: Address,
     /// Suspended, waiting for readiness or its deadline.
     waiting: bool,
     /// Read readiness reported by epoll (`thread_locals::READABLE`,
@@ -131,18 +227,20 @@ struct Worker {
     inbox: Receiver<Message>,
     wake: Arc<Waker>,
     epoll: Rc<Epoll>,
-    /// Stack size in words, as the generator crate counts it (and even: an
-    /// odd size asks it to fill the stack to measure its use, touching
-    /// every page).
-    stack_words: usize,
+    stacks: Stacks,
     coroutines: Slab<Coroutine>,
     runnable: VecDeque<(u64, Resume)>,
     deadlines: BTreeSet<(Instant, u64)>,
     stopping: bool,
+    /// When the last slow-step warning was logged, and how many were not
+    /// since.
+    last_warning: Option<Instant>,
+    unreported_slow_steps: u64,
 }
 
 impl Worker {
     fn new(
+        number: usize,
         inbox: Receiver<Message>,
         wake: Arc<Waker>,
         stack_size: usize,
@@ -153,18 +251,32 @@ impl Worker {
         crate::panic::capture_on_this_thread();
         let epoll = Rc::new(Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?);
         epoll.add(wake.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, WAKE))?;
-        thread_locals::become_worker(Rc::clone(&epoll));
-        let words = stack_size.max(16 * 1024) / std::mem::size_of::<usize>();
+        thread_locals::become_worker(number, Rc::clone(&epoll));
         Ok(Worker {
             inbox,
             wake,
             epoll,
-            stack_words: words & !1,
+            stacks: Stacks::new(stack_size.max(16 * 1024), KEPT_STACKS),
             coroutines: Slab::default(),
             runnable: VecDeque::new(),
             deadlines: BTreeSet::new(),
             stopping: false,
+            last_warning: None,
+            unreported_slow_steps: 0,
         })
+    }
+
+    /// After a failure of the loop: every coroutine runnable once more
+    /// (whatever it waited for), none left half-entered.
+    fn recover(&mut self) {
+        thread_locals::leave_task();
+        self.runnable.clear();
+        self.deadlines.clear();
+        for (id, coroutine) in self.coroutines.iter_mut() {
+            coroutine.waiting = false;
+            coroutine.deadline = None;
+            self.runnable.push_back((id, Resume::Ready));
+        }
     }
 
     fn run(&mut self) -> std::io::Result<()> {
@@ -213,28 +325,46 @@ impl Worker {
     fn take_messages(&mut self) {
         loop {
             match self.inbox.try_recv() {
-                Ok(Message::Task(task)) => {
-                    let generator = Gn::<Resume>::new_opt(self.stack_words, move || {
-                        task();
-                        Suspend::Done
-                    });
-                    let id = self.coroutines.insert(Coroutine {
-                        generator,
-                        started: false,
-                        waiting: false,
-                        readiness: 0,
-                        deadline: None,
-                        fds: Vec::new(),
-                    });
-                    self.runnable.push_back((id, Resume::Ready));
-                }
+                Ok(Message::Job(job)) => self.start(job),
                 Ok(Message::Stop) | Err(crossbeam_channel::TryRecvError::Disconnected) => {
                     self.stopping = true;
                     return;
                 }
+                #[cfg(test)]
+                Ok(Message::Panic) => panic!("a panic injected in the worker's loop"),
                 Err(crossbeam_channel::TryRecvError::Empty) => return,
             }
         }
+    }
+
+    /// Puts `job` on a coroutine, runnable; without a stack for it, refuses
+    /// it (handle_error, shutdown_request, in-flight count released).
+    fn start(&mut self, job: Job) {
+        let Job { work, client } = job;
+        let stack = match self.stacks.take() {
+            Ok(stack) => stack,
+            Err(err) => {
+                // On this thread's own stack, outside any coroutine.
+                (work.refuse)(err);
+                return;
+            }
+        };
+        let bounds = (stack.limit().get(), stack.base().get());
+        let run = work.run;
+        let co = Co::with_stack(stack, move |yielder, _first: Resume| {
+            thread_locals::start_coroutine(yielder);
+            run();
+        });
+        let id = self.coroutines.insert(Coroutine {
+            co,
+            stack: bounds,
+            client,
+            waiting: false,
+            readiness: 0,
+            deadline: None,
+            fds: Vec::new(),
+        });
+        self.runnable.push_back((id, Resume::Ready));
     }
 
     /// Makes a waiting coroutine runnable, adding what an event reported to
@@ -262,21 +392,23 @@ impl Worker {
         let Some(coroutine) = self.coroutines.get_mut(id) else {
             return;
         };
-        thread_locals::enter_task(id, coroutine.readiness);
+        thread_locals::enter_task(id, coroutine.readiness, coroutine.stack);
+        let entered = Instant::now();
         // Panics are caught inside, around the handler and the hooks
-        // (process_request_thread); one escaping here (the generator's own,
-        // such as a stack overflow) ends this request, not the worker.
-        let started = std::mem::replace(&mut coroutine.started, true);
-        let yielded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            if started {
-                coroutine.generator.raw_send(Some(resume))
-            } else {
-                coroutine.generator.resume()
-            }
-        }));
+        // (process_request_thread); one escaping here ends this request
+        // (the coroutine is then done), not the worker.
+        let yielded = panic::catch_unwind(AssertUnwindSafe(|| coroutine.co.resume(resume)));
         coroutine.readiness = thread_locals::leave_task();
+        let held = entered.elapsed();
+        if held > SLOW_STEP {
+            let client = coroutine.client.clone();
+            self.warn_slow(held, &client);
+        }
+        let Some(coroutine) = self.coroutines.get_mut(id) else {
+            return;
+        };
         match yielded {
-            Ok(Some(Suspend::Wait { fd, deadline })) if !coroutine.generator.is_done() => {
+            Ok(CoroutineResult::Yield(Suspend::Wait { fd, deadline })) => {
                 if !coroutine.fds.contains(&fd) {
                     coroutine.fds.push(fd);
                 }
@@ -286,10 +418,15 @@ impl Worker {
                     self.deadlines.insert((deadline, id));
                 }
             }
-            Ok(Some(Suspend::Yield)) if !coroutine.generator.is_done() => {
+            Ok(CoroutineResult::Yield(Suspend::Sleep { deadline })) => {
+                coroutine.waiting = true;
+                coroutine.deadline = Some(deadline);
+                self.deadlines.insert((deadline, id));
+            }
+            Ok(CoroutineResult::Yield(Suspend::Yield)) => {
                 self.runnable.push_back((id, Resume::Ready));
             }
-            Ok(_) => self.finish(id),
+            Ok(CoroutineResult::Return(())) => self.finish(id),
             Err(payload) => {
                 log::error!(
                     "a request's coroutine failed outside its handler: {}",
@@ -300,9 +437,40 @@ impl Worker {
         }
     }
 
+    /// Logs that a resumption held this worker for `held`, at most once
+    /// per [`WARN_EVERY`].
+    fn warn_slow(&mut self, held: Duration, client: &Address) {
+        self.unreported_slow_steps += 1;
+        let now = Instant::now();
+        if self
+            .last_warning
+            .is_some_and(|last| now.duration_since(last) < WARN_EVERY)
+        {
+            return;
+        }
+        let others = self.unreported_slow_steps - 1;
+        self.unreported_slow_steps = 0;
+        self.last_warning = Some(now);
+        log::warn!(
+            "{}: the request from {client} kept its coroutine worker from its other requests \
+             for {} ms (over {} ms: a blocking call or a long computation in a handler{})",
+            thread::current().name().unwrap_or("a coroutine worker"),
+            held.as_millis(),
+            SLOW_STEP.as_millis(),
+            if others > 0 {
+                format!("; {others} more such since the last warning")
+            } else {
+                String::new()
+            }
+        );
+    }
+
+    /// Forgets a finished coroutine and keeps its stack for the next.
     fn finish(&mut self, id: u64) {
         if let Some(coroutine) = self.coroutines.remove(id) {
             thread_locals::forget_task(id, &coroutine.fds);
+            // Done (returned, or unwound by a panic): nothing lives on it.
+            self.stacks.give_back(coroutine.co.into_stack());
         }
     }
 }
