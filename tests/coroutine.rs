@@ -3,13 +3,21 @@
 //! block suspends only its request, timeouts still apply, and the PROXY
 //! header is read the same way. Every test runs on one worker thread, where
 //! a request that blocked its thread would stall all the others.
+//!
+//! Its failures are contained: a stack that cannot be mapped (the address
+//! space capped with RLIMIT_AS) refuses only its request, and a stack
+//! overflow aborts the process with a message. Both run in a child process
+//! (this test binary again, told which by `CHILD`): one caps its own
+//! address space, the other dies.
 #![cfg(feature = "coroutine")]
 
 mod util;
 
-use std::io::{self, BufRead, Read, Write};
-use std::net::TcpStream;
-use std::sync::Arc;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Command, Output, Stdio};
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 #[cfg(feature = "proxy")]
@@ -213,4 +221,217 @@ fn an_always_ready_request_yields_to_the_others() {
         server.shutdown().unwrap();
         serving.join().unwrap().unwrap();
     });
+}
+
+/// The environment variable that makes this test binary, run again by a
+/// test below, the child process of that test.
+const CHILD: &str = "SOCKETSERVER_COROUTINE_TEST_CHILD";
+
+/// Runs the test `name` of this binary again in a child process with
+/// `CHILD` set to `name`, and returns what it printed and how it ended;
+/// kills it and fails if it has not ended within `limit`.
+fn run_child(name: &str, limit: Duration) -> Output {
+    let child = Command::new(std::env::current_exe().unwrap())
+        .args([name, "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD, name)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let (done, ended) = mpsc::channel();
+    std::thread::spawn(move || done.send(child.wait_with_output()));
+    match ended.recv_timeout(limit) {
+        Ok(output) => output.unwrap(),
+        Err(_) => {
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            panic!("the child running {name} did not end within {limit:?}");
+        }
+    }
+}
+
+/// Whether this process is the child of the test `name`.
+fn is_child(name: &str) -> bool {
+    std::env::var(CHILD).is_ok_and(|child| child == name)
+}
+
+/// Greets, then echoes one line: a request that holds its coroutine (and
+/// its stack) while its client is silent.
+fn greet_then_echo(request: &mut StreamRequest<'_>) -> io::Result<()> {
+    request.wfile.write_all(b"hello\n")?;
+    request.wfile.flush()?;
+    let mut line = String::new();
+    request.rfile.read_line(&mut line)?;
+    request.wfile.write_all(line.as_bytes())
+}
+
+/// A client of [`greet_then_echo`] that has its greeting, or `None` when
+/// the server closed the connection instead.
+fn greeted(address: SocketAddr) -> Option<BufReader<TcpStream>> {
+    let stream = TcpStream::connect(address).ok()?;
+    stream.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
+    let mut reader = BufReader::new(stream);
+    let mut greeting = String::new();
+    match reader.read_line(&mut greeting) {
+        Ok(_) if greeting == "hello\n" => Some(reader),
+        _ => None,
+    }
+}
+
+/// A client that has its greeting sends a line and gets its echo.
+fn echoed(client: &mut BufReader<TcpStream>, line: &str) -> bool {
+    if client.get_mut().write_all(line.as_bytes()).is_err() {
+        return false;
+    }
+    let mut reply = String::new();
+    client.read_line(&mut reply).is_ok() && reply == line
+}
+
+/// With the address space capped (RLIMIT_AS) 48 MiB above what the server
+/// uses, silent clients each hold a coroutine stack until one cannot be
+/// mapped: that client's request is refused — handle_error with the error,
+/// the connection closed — and the worker goes on. The clients already
+/// served are answered; once they have left, new clients are served again,
+/// and the server stops cleanly with no request left counted. The generator
+/// crate panicked outside the worker's guard here, and the worker was gone
+/// for good.
+#[test]
+fn a_stack_that_cannot_be_mapped_refuses_only_its_request() {
+    const NAME: &str = "a_stack_that_cannot_be_mapped_refuses_only_its_request";
+    if is_child(NAME) {
+        return address_space_cap_child();
+    }
+    let output = run_child(NAME, LIMIT);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "{:?}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        output.status
+    );
+    // On the line where libtest names the test.
+    let report = stdout
+        .lines()
+        .find_map(|l| l.find("cap:").map(|at| &l[at..]))
+        .unwrap_or_else(|| panic!("no report from the child:\n{stdout}\n{stderr}"));
+    println!("{report}");
+}
+
+fn address_space_cap_child() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let mut base = CoroutineTCPServer::new("127.0.0.1:0", greet_then_echo).unwrap();
+    base.mixin.workers = 1;
+    let server = Arc::new(Recorder::new(base));
+    let serving = serve(&server, None);
+    let address = server.server_address();
+    // The worker started, with its first stack mapped and kept.
+    let mut first = greeted(address).expect("served before the cap");
+    assert!(echoed(&mut first, "first\n"));
+    // Enough descriptors for every client and its server side.
+    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    setrlimit(Resource::RLIMIT_NOFILE, hard.min(65536), hard).unwrap();
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let used = util::status_field(&status, "VmSize:") * 1024;
+    let (_, hard) = getrlimit(Resource::RLIMIT_AS).unwrap();
+    setrlimit(Resource::RLIMIT_AS, used + (48 << 20), hard).unwrap();
+
+    // Silent clients until one is refused: 48 MiB hold under 200 stacks
+    // of 256 KiB.
+    let mut held = Vec::new();
+    let mut refused = 0;
+    while refused == 0 {
+        assert!(held.len() < 5000, "no stack failed in 5000 clients");
+        match greeted(address) {
+            Some(client) => held.push(client),
+            None => refused += 1,
+        }
+    }
+    // handle_error ran before the connection was closed.
+    let errors = server.calls_to("handle_error");
+    assert_eq!(errors.len(), refused, "{errors:?}");
+    assert!(
+        errors[0].contains("cannot map a coroutine stack"),
+        "{errors:?}"
+    );
+    // The worker carries on: every request it holds is answered.
+    let mut answered = 0;
+    for (i, client) in held.iter_mut().enumerate() {
+        answered += usize::from(echoed(client, &format!("held {i}\n")));
+    }
+    assert_eq!(answered, held.len(), "every held client answered");
+    let held_count = held.len();
+    drop(held);
+    // Their stacks freed, new clients are served again.
+    let served_after = (0..6)
+        .filter(|i| greeted(address).is_some_and(|mut c| echoed(&mut c, &format!("after {i}\n"))))
+        .count();
+    assert_eq!(served_after, 6);
+    server.shutdown().unwrap();
+    serving.join().unwrap().unwrap();
+    server.server_close();
+    assert_eq!(server.base.mixin.active_requests(), 0);
+    println!(
+        "cap: RLIMIT_AS {} MiB ({} MiB in use + 48): {held_count} silent clients held a stack, \
+         the next refused ({}), all {held_count} answered after, 6/6 new clients served, \
+         clean stop",
+        (used + (48 << 20)) >> 20,
+        used >> 20,
+        errors[0]
+    );
+}
+
+/// Unbounded recursion in a handler: the process aborts with the message
+/// Rust prints for a thread's overflow, naming the worker — never a
+/// silent death by SIGSEGV, never a request left half-done while the
+/// server goes on.
+#[test]
+fn a_stack_overflow_in_a_handler_aborts_loudly() {
+    const NAME: &str = "a_stack_overflow_in_a_handler_aborts_loudly";
+    if is_child(NAME) {
+        return stack_overflow_child();
+    }
+    let output = run_child(NAME, LIMIT);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        output.status.signal(),
+        Some(nix::sys::signal::Signal::SIGABRT as i32),
+        "{:?}\nstderr:\n{stderr}",
+        output.status
+    );
+    assert!(
+        stderr.contains(
+            "thread 'socketserver-coroutines-0' has overflowed a request coroutine's stack"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("fatal runtime error: stack overflow, aborting"),
+        "{stderr}"
+    );
+}
+
+fn stack_overflow_child() {
+    // Recursing for ever is the point.
+    #[allow(unconditional_recursion)]
+    fn deeper(depth: u64) -> u64 {
+        let frame = std::hint::black_box([depth; 32]);
+        frame[0] + deeper(std::hint::black_box(depth + 1))
+    }
+    let mut base = CoroutineTCPServer::new("127.0.0.1:0", |r: &mut StreamRequest<'_>| {
+        let mut line = String::new();
+        r.rfile.read_line(&mut line)?;
+        write!(r.wfile, "{}", deeper(0))
+    })
+    .unwrap();
+    base.mixin.workers = 1;
+    base.mixin.stack_size = 64 * 1024;
+    let server = Arc::new(base);
+    let _serving = serve(&server, None);
+    let client = TcpStream::connect(server.server_address()).unwrap();
+    client.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
+    (&client).write_all(b"recurse\n").unwrap();
+    // The process ends here: the read would see the reply otherwise.
+    let reply = util::read_to_end(&client);
+    panic!("the overflow did not abort: {reply:?}");
 }

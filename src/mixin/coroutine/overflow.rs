@@ -190,6 +190,9 @@ mod tests {
         assert_eq!(decimal(0, &mut buffer), b"0");
         assert_eq!(decimal(7, &mut buffer), b"7");
         assert_eq!(decimal(1230, &mut buffer), b"1230");
-        assert_eq!(decimal(usize::MAX, &mut buffer), usize::MAX.to_string().as_bytes());
+        assert_eq!(
+            decimal(usize::MAX, &mut buffer),
+            usize::MAX.to_string().as_bytes()
+        );
     }
 }

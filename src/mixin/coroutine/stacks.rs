@@ -97,7 +97,10 @@ mod tests {
         let mut stacks = Stacks::new(SIZE, 4);
         let first = stacks.take().unwrap();
         let first_top = top(&first);
-        assert!(first_top - first.limit().get() >= SIZE, "at least the size asked");
+        assert!(
+            first_top - first.limit().get() >= SIZE,
+            "at least the size asked"
+        );
         stacks.give_back(first);
         assert_eq!(stacks.kept(), 1);
         let again = stacks.take().unwrap();
@@ -139,11 +142,18 @@ mod tests {
     fn a_stack_that_cannot_be_mapped_is_an_error_not_a_panic() {
         // More than the 47-bit user address space of x86_64 and aarch64.
         let mut stacks = Stacks::new(1 << 50, 4);
-        let err = stacks.take().unwrap_err();
-        assert!(err.to_string().contains("cannot map a coroutine stack"), "{err}");
+        let Err(err) = stacks.take() else {
+            panic!("a stack of 2^50 bytes mapped")
+        };
+        assert!(
+            err.to_string().contains("cannot map a coroutine stack"),
+            "{err}"
+        );
         // A size whose guard page would overflow usize: refused the same way.
         let mut absurd = Stacks::new(usize::MAX - 1, 4);
-        let err = absurd.take().unwrap_err();
+        let Err(err) = absurd.take() else {
+            panic!("a stack of usize::MAX - 1 bytes mapped")
+        };
         assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err}");
     }
 }

@@ -137,7 +137,10 @@ impl Workers {
         let Message::Job(job) = message else {
             unreachable!("only a job was sent")
         };
-        Err((job, std::io::Error::other("every coroutine worker has stopped")))
+        Err((
+            job,
+            std::io::Error::other("every coroutine worker has stopped"),
+        ))
     }
 
     /// Makes worker 0's loop panic (tests of its recovery).
@@ -472,5 +475,91 @@ impl Worker {
             // Done (returned, or unwound by a panic): nothing lives on it.
             self.stacks.give_back(coroutine.co.into_stack());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::os::unix::net::UnixStream;
+    use std::sync::mpsc;
+
+    /// How long a test waits for something that should happen at once
+    /// before it fails rather than hangs.
+    const BOUND: Duration = Duration::from_secs(10);
+
+    fn job(run: impl FnOnce() + Send + 'static, refused: mpsc::Sender<String>) -> Job {
+        Job {
+            work: Work {
+                run: Box::new(run),
+                refuse: Box::new(move |err| refused.send(err.to_string()).unwrap()),
+            },
+            client: Address::Inet(([127, 0, 0, 1], 9).into()),
+        }
+    }
+
+    #[test]
+    fn a_request_without_a_stack_is_refused_and_the_worker_goes_on() {
+        // No address space is this large: every stack fails to map.
+        let workers = Workers::start(1, 1 << 50).unwrap();
+        let (refused, refusals) = mpsc::channel();
+        let (ran, runs) = mpsc::channel();
+        for n in 0..3 {
+            let ran = ran.clone();
+            workers
+                .submit(job(move || ran.send(n).unwrap(), refused.clone()))
+                .map_err(|(_, err)| err)
+                .unwrap();
+        }
+        for _ in 0..3 {
+            let refusal = refusals.recv_timeout(BOUND).unwrap();
+            assert!(
+                refusal.contains("cannot map a coroutine stack"),
+                "{refusal}"
+            );
+        }
+        drop(ran);
+        workers.stop(true);
+        // None ran; the worker refused all three and then exited when told.
+        assert_eq!(runs.try_recv(), Err(mpsc::TryRecvError::Disconnected));
+    }
+
+    #[test]
+    fn a_worker_whose_loop_panics_starts_again_with_its_coroutines() {
+        let workers = Workers::start(1, 64 * 1024).unwrap();
+        let (refused, refusals) = mpsc::channel();
+        let (done, finished) = mpsc::channel();
+        let (mut peer, socket) = UnixStream::pair().unwrap();
+        socket.set_nonblocking(true).unwrap();
+        // A suspended coroutine: it waits for its socket.
+        let waiting = done.clone();
+        let (entered, has_entered) = mpsc::channel();
+        workers
+            .submit(job(
+                move || {
+                    entered.send(()).unwrap();
+                    super::super::suspend::wait_readable(socket.as_fd(), Some(BOUND)).unwrap();
+                    waiting.send("waited").unwrap();
+                },
+                refused.clone(),
+            ))
+            .map_err(|(_, err)| err)
+            .unwrap();
+        has_entered.recv_timeout(BOUND).unwrap();
+        workers.inject_panic();
+        // Taken after the panic, by the loop started again.
+        let after = done.clone();
+        workers
+            .submit(job(move || after.send("after").unwrap(), refused))
+            .map_err(|(_, err)| err)
+            .unwrap();
+        assert_eq!(finished.recv_timeout(BOUND), Ok("after"));
+        // The coroutine suspended before the panic is still there, and
+        // still resumed by its socket.
+        peer.write_all(b"x").unwrap();
+        assert_eq!(finished.recv_timeout(BOUND), Ok("waited"));
+        assert!(refusals.try_recv().is_err(), "nothing refused");
+        workers.stop(true);
     }
 }
