@@ -562,4 +562,58 @@ mod tests {
         assert!(refusals.try_recv().is_err(), "nothing refused");
         workers.stop(true);
     }
+
+    /// Every warning logged by this test binary (the one logger a unit
+    /// test installs).
+    struct Warnings {
+        records: parking_lot::Mutex<Vec<String>>,
+        arrived: parking_lot::Condvar,
+    }
+
+    static WARNINGS: Warnings = Warnings {
+        records: parking_lot::Mutex::new(Vec::new()),
+        arrived: parking_lot::Condvar::new(),
+    };
+
+    impl log::Log for Warnings {
+        fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+            metadata.level() <= log::Level::Warn
+        }
+        fn log(&self, record: &log::Record<'_>) {
+            if self.enabled(record.metadata()) {
+                self.records.lock().push(record.args().to_string());
+                self.arrived.notify_all();
+            }
+        }
+        fn flush(&self) {}
+    }
+
+    #[test]
+    fn a_resumption_that_holds_the_worker_too_long_is_logged_with_its_client() {
+        log::set_logger(&WARNINGS).unwrap();
+        log::set_max_level(log::LevelFilter::Warn);
+        let workers = Workers::start(1, 64 * 1024).unwrap();
+        let (refused, _refusals) = mpsc::channel();
+        // The mistake the warning is for: a blocking call in a handler.
+        let blocked = SLOW_STEP + Duration::from_millis(50);
+        workers
+            .submit(job(move || thread::sleep(blocked), refused))
+            .map_err(|(_, err)| err)
+            .unwrap();
+        let deadline = Instant::now() + BOUND;
+        let mut records = WARNINGS.records.lock();
+        let warning = loop {
+            if let Some(warning) = records.iter().find(|r| r.contains("kept its coroutine worker")) {
+                break warning.clone();
+            }
+            assert!(
+                !WARNINGS.arrived.wait_until(&mut records, deadline).timed_out(),
+                "no warning: {records:?}"
+            );
+        };
+        drop(records);
+        assert!(warning.starts_with("socketserver-coroutines-0: "), "{warning}");
+        assert!(warning.contains("the request from 127.0.0.1:9"), "{warning}");
+        workers.stop(true);
+    }
 }
