@@ -15,6 +15,7 @@ mod util;
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::os::unix::net::UnixDatagram;
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Output, Stdio};
 use std::sync::{mpsc, Arc};
@@ -22,7 +23,7 @@ use std::time::{Duration, Instant};
 
 #[cfg(feature = "proxy")]
 use socketserver::ProxyProtocol;
-use socketserver::{BaseServer, CoroutineTCPServer, StreamRequest};
+use socketserver::{BaseServer, CoroutineTCPServer, CoroutineUnixDatagramServer, StreamRequest};
 use util::{bounded, line_echo, payload, serve, Recorder, TimedEcho, CLIENT_TIMEOUT};
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -220,6 +221,58 @@ fn an_always_ready_request_yields_to_the_others() {
         assert_eq!(util::read_to_end(&spinner), b"stopped\n");
         server.shutdown().unwrap();
         serving.join().unwrap().unwrap();
+    });
+}
+
+/// A datagram reply that cannot go out (the client's queue is full: it does
+/// not read) suspends its coroutine instead of blocking the worker: another
+/// client on the same single worker is answered meanwhile, and the first
+/// gets every reply once it reads. A Unix datagram client holds 10 unread
+/// datagrams (net.unix.max_dgram_qlen); its 20 requests overflow that.
+#[test]
+fn a_datagram_reply_that_would_block_suspends_only_its_request() {
+    bounded(LIMIT, || {
+        let path = util::unix_path("coroutine-dgram");
+        let mut base =
+            CoroutineUnixDatagramServer::new(path.clone(), util::datagram_line_echo).unwrap();
+        base.mixin.workers = 1;
+        let server = Arc::new(base);
+        let serving = serve(&server, None);
+        let client = |tag: &str| {
+            let own = util::unix_path(tag);
+            let socket = UnixDatagram::bind(&own).unwrap();
+            socket.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
+            socket.connect(&path).unwrap();
+            (socket, own)
+        };
+        let (silent, silent_path) = client("coroutine-dgram-silent");
+        const SENT: usize = 20;
+        for i in 0..SENT {
+            silent.send(format!("silent {i}\n").as_bytes()).unwrap();
+        }
+        let (other, other_path) = client("coroutine-dgram-other");
+        other.send(b"other\n").unwrap();
+        let mut reply = [0; 64];
+        let n = other
+            .recv(&mut reply)
+            .expect("answered while the other's replies wait");
+        assert_eq!(&reply[..n], b"other\n");
+        let mut replies: Vec<String> = (0..SENT)
+            .map(|_| {
+                let n = silent.recv(&mut reply).unwrap();
+                String::from_utf8_lossy(&reply[..n]).into_owned()
+            })
+            .collect();
+        replies.sort();
+        let mut expected: Vec<String> = (0..SENT).map(|i| format!("silent {i}\n")).collect();
+        expected.sort();
+        assert_eq!(replies, expected, "every reply, once read");
+        server.shutdown().unwrap();
+        serving.join().unwrap().unwrap();
+        server.server_close();
+        for own in [silent_path, other_path, path] {
+            let _ = std::fs::remove_file(own);
+        }
     });
 }
 

@@ -25,7 +25,7 @@ use std::collections::{BTreeSet, VecDeque};
 use std::os::fd::{AsFd, RawFd};
 use std::panic::{self, AssertUnwindSafe};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -83,7 +83,35 @@ pub(super) struct Workers {
 #[derive(Debug)]
 struct Inbox {
     sender: Sender<Message>,
-    wake: Arc<Waker>,
+    wake: Arc<Doorbell>,
+}
+
+/// How a worker is woken for a new message: its eventfd, written only when
+/// the worker is about to sleep or sleeping in epoll_wait. A busy worker
+/// finds the message at its next turn, so a burst of requests (a datagram
+/// each) costs no write and no read of the eventfd each.
+#[derive(Debug)]
+struct Doorbell {
+    waker: Waker,
+    sleeping: AtomicBool,
+}
+
+impl Doorbell {
+    /// Wakes the worker whatever it is doing.
+    fn ring(&self) {
+        self.waker.wake();
+    }
+
+    /// Wakes the worker if it sleeps, after a message was sent to it.
+    fn ring_if_sleeping(&self) {
+        // Pairs with the fence in `Worker::run`: either the worker sees
+        // the message when it checks its inbox after saying it sleeps, or
+        // this sees that it sleeps.
+        fence(Ordering::SeqCst);
+        if self.sleeping.swap(false, Ordering::SeqCst) {
+            self.waker.wake();
+        }
+    }
 }
 
 impl std::fmt::Debug for Message {
@@ -103,7 +131,10 @@ impl Workers {
         let mut threads = Vec::with_capacity(count);
         for n in 0..count {
             let (sender, receiver) = crossbeam_channel::unbounded();
-            let wake = Arc::new(Waker::new()?);
+            let wake = Arc::new(Doorbell {
+                waker: Waker::new()?,
+                sleeping: AtomicBool::new(false),
+            });
             let worker_wake = Arc::clone(&wake);
             let thread = thread::Builder::new()
                 .name(format!("socketserver-coroutines-{n}"))
@@ -122,13 +153,14 @@ impl Workers {
     /// exited, to the next that has not); gives it back with the error
     /// when none is left.
     pub(super) fn submit(&self, job: Job) -> Result<(), (Job, std::io::Error)> {
-        let first = self.next.fetch_add(1, Ordering::Relaxed);
+        let count = self.inboxes.len();
+        let first = self.next.fetch_add(1, Ordering::Relaxed) % count;
         let mut message = Message::Job(job);
         for n in 0..self.inboxes.len() {
-            let inbox = &self.inboxes[(first + n) % self.inboxes.len()];
+            let inbox = &self.inboxes[(first + n) % count];
             match inbox.sender.send(message) {
                 Ok(()) => {
-                    inbox.wake.wake();
+                    inbox.wake.ring_if_sleeping();
                     return Ok(());
                 }
                 Err(crossbeam_channel::SendError(back)) => message = back,
@@ -147,7 +179,7 @@ impl Workers {
     #[cfg(test)]
     fn inject_panic(&self) {
         self.inboxes[0].sender.send(Message::Panic).unwrap();
-        self.inboxes[0].wake.wake();
+        self.inboxes[0].wake.ring();
     }
 
     /// Tells every worker to exit once its coroutines are done, and waits
@@ -155,7 +187,7 @@ impl Workers {
     pub(super) fn stop(&self, join: bool) {
         for inbox in &self.inboxes {
             let _ = inbox.sender.send(Message::Stop);
-            inbox.wake.wake();
+            inbox.wake.ring();
         }
         let threads = std::mem::take(&mut *self.threads.lock());
         if join {
@@ -168,7 +200,7 @@ impl Workers {
 
 /// A worker thread's life: its loop, started again after a failure (see
 /// the module doc).
-fn work(number: usize, inbox: Receiver<Message>, wake: Arc<Waker>, stack_size: usize) {
+fn work(number: usize, inbox: Receiver<Message>, wake: Arc<Doorbell>, stack_size: usize) {
     let _signal_stack = overflow::alternate_stack();
     overflow::install_handler();
     let mut worker = match Worker::new(number, inbox, wake, stack_size) {
@@ -228,7 +260,7 @@ struct Coroutine {
 /// when all of them wait.
 struct Worker {
     inbox: Receiver<Message>,
-    wake: Arc<Waker>,
+    wake: Arc<Doorbell>,
     epoll: Rc<Epoll>,
     stacks: Stacks,
     coroutines: Slab<Coroutine>,
@@ -245,7 +277,7 @@ impl Worker {
     fn new(
         number: usize,
         inbox: Receiver<Message>,
-        wake: Arc<Waker>,
+        wake: Arc<Doorbell>,
         stack_size: usize,
     ) -> std::io::Result<Worker> {
         // This thread runs nothing but requests: their panics are reported
@@ -253,7 +285,10 @@ impl Worker {
         // interleave.
         crate::panic::capture_on_this_thread();
         let epoll = Rc::new(Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?);
-        epoll.add(wake.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, WAKE))?;
+        epoll.add(
+            wake.waker.as_fd(),
+            EpollEvent::new(EpollFlags::EPOLLIN, WAKE),
+        )?;
         thread_locals::become_worker(number, Rc::clone(&epoll));
         Ok(Worker {
             inbox,
@@ -296,18 +331,30 @@ impl Worker {
             if self.stopping && self.coroutines.is_empty() {
                 return Ok(());
             }
-            let timeout = match self.deadlines.first() {
+            let mut timeout = match self.deadlines.first() {
                 _ if !self.runnable.is_empty() => EpollTimeout::ZERO,
                 first => sys::epoll_timeout(first.map(|&(deadline, _)| sys::remaining(deadline))),
             };
-            let n = match self.epoll.wait(&mut events, timeout) {
+            if timeout != EpollTimeout::ZERO {
+                // About to sleep: from here on a new message rings the
+                // eventfd (Doorbell::ring_if_sleeping); one that came
+                // before is seen now.
+                self.wake.sleeping.store(true, Ordering::SeqCst);
+                fence(Ordering::SeqCst);
+                if !self.inbox.is_empty() {
+                    timeout = EpollTimeout::ZERO;
+                }
+            }
+            let waited = self.epoll.wait(&mut events, timeout);
+            self.wake.sleeping.store(false, Ordering::SeqCst);
+            let n = match waited {
                 Ok(n) => n,
                 Err(Errno::EINTR) => 0,
                 Err(err) => return Err(err.into()),
             };
             for event in &events[..n] {
                 if event.data() == WAKE {
-                    self.wake.reset();
+                    self.wake.waker.reset();
                 } else {
                     self.wake_up(event.data(), Resume::Ready, event.events());
                 }
@@ -603,17 +650,29 @@ mod tests {
         let deadline = Instant::now() + BOUND;
         let mut records = WARNINGS.records.lock();
         let warning = loop {
-            if let Some(warning) = records.iter().find(|r| r.contains("kept its coroutine worker")) {
+            if let Some(warning) = records
+                .iter()
+                .find(|r| r.contains("kept its coroutine worker"))
+            {
                 break warning.clone();
             }
             assert!(
-                !WARNINGS.arrived.wait_until(&mut records, deadline).timed_out(),
+                !WARNINGS
+                    .arrived
+                    .wait_until(&mut records, deadline)
+                    .timed_out(),
                 "no warning: {records:?}"
             );
         };
         drop(records);
-        assert!(warning.starts_with("socketserver-coroutines-0: "), "{warning}");
-        assert!(warning.contains("the request from 127.0.0.1:9"), "{warning}");
+        assert!(
+            warning.starts_with("socketserver-coroutines-0: "),
+            "{warning}"
+        );
+        assert!(
+            warning.contains("the request from 127.0.0.1:9"),
+            "{warning}"
+        );
         workers.stop(true);
     }
 }
