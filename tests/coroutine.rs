@@ -242,16 +242,19 @@ fn a_datagram_reply_that_would_block_suspends_only_its_request() {
             let own = util::unix_path(tag);
             let socket = UnixDatagram::bind(&own).unwrap();
             socket.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
-            socket.connect(&path).unwrap();
+            // Not connected: a socket connected to the server takes any
+            // number of its datagrams; the queue limit is for the others.
             (socket, own)
         };
         let (silent, silent_path) = client("coroutine-dgram-silent");
         const SENT: usize = 20;
         for i in 0..SENT {
-            silent.send(format!("silent {i}\n").as_bytes()).unwrap();
+            silent
+                .send_to(format!("silent {i}\n").as_bytes(), &path)
+                .unwrap();
         }
         let (other, other_path) = client("coroutine-dgram-other");
-        other.send(b"other\n").unwrap();
+        other.send_to(b"other\n", &path).unwrap();
         let mut reply = [0; 64];
         let n = other
             .recv(&mut reply)
