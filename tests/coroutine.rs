@@ -283,6 +283,17 @@ fn a_datagram_reply_that_would_block_suspends_only_its_request() {
 /// test below, the child process of that test.
 const CHILD: &str = "SOCKETSERVER_COROUTINE_TEST_CHILD";
 
+/// In the child process of the test `name`, runs `child` and returns
+/// `None`; in the test itself, runs the child process and returns what it
+/// printed and how it ended.
+fn child_or_parent(name: &str, child: fn()) -> Option<Output> {
+    if std::env::var(CHILD).is_ok_and(|running| running == name) {
+        child();
+        return None;
+    }
+    Some(run_child(name, LIMIT))
+}
+
 /// Runs the test `name` of this binary again in a child process with
 /// `CHILD` set to `name`, and returns what it printed and how it ended;
 /// kills it and fails if it has not ended within `limit`.
@@ -305,11 +316,6 @@ fn run_child(name: &str, limit: Duration) -> Output {
             panic!("the child running {name} did not end within {limit:?}");
         }
     }
-}
-
-/// Whether this process is the child of the test `name`.
-fn is_child(name: &str) -> bool {
-    std::env::var(CHILD).is_ok_and(|child| child == name)
 }
 
 /// Greets, then echoes one line: a request that holds its coroutine (and
@@ -354,11 +360,10 @@ fn echoed(client: &mut BufReader<TcpStream>, line: &str) -> bool {
 /// for good.
 #[test]
 fn a_stack_that_cannot_be_mapped_refuses_only_its_request() {
-    const NAME: &str = "a_stack_that_cannot_be_mapped_refuses_only_its_request";
-    if is_child(NAME) {
-        return address_space_cap_child();
-    }
-    let output = run_child(NAME, LIMIT);
+    let name = "a_stack_that_cannot_be_mapped_refuses_only_its_request";
+    let Some(output) = child_or_parent(name, address_space_cap_child) else {
+        return;
+    };
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -443,11 +448,10 @@ fn address_space_cap_child() {
 /// server goes on.
 #[test]
 fn a_stack_overflow_in_a_handler_aborts_loudly() {
-    const NAME: &str = "a_stack_overflow_in_a_handler_aborts_loudly";
-    if is_child(NAME) {
-        return stack_overflow_child();
-    }
-    let output = run_child(NAME, LIMIT);
+    let name = "a_stack_overflow_in_a_handler_aborts_loudly";
+    let Some(output) = child_or_parent(name, stack_overflow_child) else {
+        return;
+    };
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(
         output.status.signal(),
