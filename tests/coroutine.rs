@@ -478,6 +478,8 @@ fn stack_overflow_child() {
         let frame = std::hint::black_box([depth; 32]);
         frame[0] + deeper(std::hint::black_box(depth + 1))
     }
+    // The abort is expected: no core file for it.
+    nix::sys::prctl::set_dumpable(false).unwrap();
     let mut base = CoroutineTCPServer::new("127.0.0.1:0", |r: &mut StreamRequest<'_>| {
         let mut line = String::new();
         r.rfile.read_line(&mut line)?;
