@@ -148,7 +148,7 @@
 //! |---|---|---|
 //! | `tls` | rustls | `Server::tls`, module `tls` |
 //! | `framing` | serde, serde_json, md-5, sha2 | modules `framing` and `transceiver` |
-//! | `coroutine` | generator | `CoroutineMixIn`, `Coroutine*Server` |
+//! | `coroutine` | corosensei | `CoroutineMixIn`, `Coroutine*Server` |
 //! | `proxy` | ppp | `ProxyProtocol`, `Server::proxy_protocol` |
 //! | `systemd` | listenfd | `Server::from_systemd` |
 #![deny(unsafe_code)]

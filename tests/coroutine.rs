@@ -3,18 +3,27 @@
 //! block suspends only its request, timeouts still apply, and the PROXY
 //! header is read the same way. Every test runs on one worker thread, where
 //! a request that blocked its thread would stall all the others.
+//!
+//! Its failures are contained: a stack that cannot be mapped (the address
+//! space capped with RLIMIT_AS) refuses only its request, and a stack
+//! overflow aborts the process with a message. Both run in a child process
+//! (this test binary again, told which by `CHILD`): one caps its own
+//! address space, the other dies.
 #![cfg(feature = "coroutine")]
 
 mod util;
 
-use std::io::{self, BufRead, Read, Write};
-use std::net::TcpStream;
-use std::sync::Arc;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::net::UnixDatagram;
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Command, Output, Stdio};
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 #[cfg(feature = "proxy")]
 use socketserver::ProxyProtocol;
-use socketserver::{BaseServer, CoroutineTCPServer, StreamRequest};
+use socketserver::{BaseServer, CoroutineTCPServer, CoroutineUnixDatagramServer, StreamRequest};
 use util::{bounded, line_echo, payload, serve, Recorder, TimedEcho, CLIENT_TIMEOUT};
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -213,4 +222,278 @@ fn an_always_ready_request_yields_to_the_others() {
         server.shutdown().unwrap();
         serving.join().unwrap().unwrap();
     });
+}
+
+/// A datagram reply that cannot go out (the client's queue is full: it does
+/// not read) suspends its coroutine instead of blocking the worker: another
+/// client on the same single worker is answered meanwhile, and the first
+/// gets every reply once it reads. A Unix datagram client holds 10 unread
+/// datagrams (net.unix.max_dgram_qlen); its 20 requests overflow that.
+#[test]
+fn a_datagram_reply_that_would_block_suspends_only_its_request() {
+    bounded(LIMIT, || {
+        let path = util::unix_path("coroutine-dgram");
+        let mut base =
+            CoroutineUnixDatagramServer::new(path.clone(), util::datagram_line_echo).unwrap();
+        base.mixin.workers = 1;
+        let server = Arc::new(base);
+        let serving = serve(&server, None);
+        let client = |tag: &str| {
+            let own = util::unix_path(tag);
+            let socket = UnixDatagram::bind(&own).unwrap();
+            socket.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
+            // Not connected: a socket connected to the server takes any
+            // number of its datagrams; the queue limit is for the others.
+            (socket, own)
+        };
+        let (silent, silent_path) = client("coroutine-dgram-silent");
+        const SENT: usize = 20;
+        for i in 0..SENT {
+            silent
+                .send_to(format!("silent {i}\n").as_bytes(), &path)
+                .unwrap();
+        }
+        let (other, other_path) = client("coroutine-dgram-other");
+        other.send_to(b"other\n", &path).unwrap();
+        let mut reply = [0; 64];
+        let n = other
+            .recv(&mut reply)
+            .expect("answered while the other's replies wait");
+        assert_eq!(&reply[..n], b"other\n");
+        let mut replies: Vec<String> = (0..SENT)
+            .map(|_| {
+                let n = silent.recv(&mut reply).unwrap();
+                String::from_utf8_lossy(&reply[..n]).into_owned()
+            })
+            .collect();
+        replies.sort();
+        let mut expected: Vec<String> = (0..SENT).map(|i| format!("silent {i}\n")).collect();
+        expected.sort();
+        assert_eq!(replies, expected, "every reply, once read");
+        server.shutdown().unwrap();
+        serving.join().unwrap().unwrap();
+        server.server_close();
+        for own in [silent_path, other_path, path] {
+            let _ = std::fs::remove_file(own);
+        }
+    });
+}
+
+/// The environment variable that makes this test binary, run again by a
+/// test below, the child process of that test.
+const CHILD: &str = "SOCKETSERVER_COROUTINE_TEST_CHILD";
+
+/// In the child process of the test `name`, runs `child` and returns
+/// `None`; in the test itself, runs the child process and returns what it
+/// printed and how it ended.
+fn child_or_parent(name: &str, child: fn()) -> Option<Output> {
+    if std::env::var(CHILD).is_ok_and(|running| running == name) {
+        child();
+        return None;
+    }
+    Some(run_child(name, LIMIT))
+}
+
+/// Runs the test `name` of this binary again in a child process with
+/// `CHILD` set to `name`, and returns what it printed and how it ended;
+/// kills it and fails if it has not ended within `limit`.
+fn run_child(name: &str, limit: Duration) -> Output {
+    let child = Command::new(std::env::current_exe().unwrap())
+        .args([name, "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD, name)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let (done, ended) = mpsc::channel();
+    std::thread::spawn(move || done.send(child.wait_with_output()));
+    match ended.recv_timeout(limit) {
+        Ok(output) => output.unwrap(),
+        Err(_) => {
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            panic!("the child running {name} did not end within {limit:?}");
+        }
+    }
+}
+
+/// Greets, then echoes one line: a request that holds its coroutine (and
+/// its stack) while its client is silent.
+fn greet_then_echo(request: &mut StreamRequest<'_>) -> io::Result<()> {
+    request.wfile.write_all(b"hello\n")?;
+    request.wfile.flush()?;
+    let mut line = String::new();
+    request.rfile.read_line(&mut line)?;
+    request.wfile.write_all(line.as_bytes())
+}
+
+/// A client of [`greet_then_echo`] that has its greeting, or `None` when
+/// the server closed the connection instead.
+fn greeted(address: SocketAddr) -> Option<BufReader<TcpStream>> {
+    let stream = TcpStream::connect(address).ok()?;
+    stream.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
+    let mut reader = BufReader::new(stream);
+    let mut greeting = String::new();
+    match reader.read_line(&mut greeting) {
+        Ok(_) if greeting == "hello\n" => Some(reader),
+        _ => None,
+    }
+}
+
+/// A client that has its greeting sends a line and gets its echo.
+fn echoed(client: &mut BufReader<TcpStream>, line: &str) -> bool {
+    if client.get_mut().write_all(line.as_bytes()).is_err() {
+        return false;
+    }
+    let mut reply = String::new();
+    client.read_line(&mut reply).is_ok() && reply == line
+}
+
+/// With the address space capped (RLIMIT_AS) 48 MiB above what the server
+/// uses, silent clients each hold a coroutine stack until one cannot be
+/// mapped: that client's request is refused — handle_error with the error,
+/// the connection closed — and the worker goes on. The clients already
+/// served are answered; once they have left, new clients are served again,
+/// and the server stops cleanly with no request left counted. The generator
+/// crate panicked outside the worker's guard here, and the worker was gone
+/// for good.
+#[test]
+fn a_stack_that_cannot_be_mapped_refuses_only_its_request() {
+    let name = "a_stack_that_cannot_be_mapped_refuses_only_its_request";
+    let Some(output) = child_or_parent(name, address_space_cap_child) else {
+        return;
+    };
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "{:?}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        output.status
+    );
+    // On the line where libtest names the test.
+    let report = stdout
+        .lines()
+        .find_map(|l| l.find("cap:").map(|at| &l[at..]))
+        .unwrap_or_else(|| panic!("no report from the child:\n{stdout}\n{stderr}"));
+    println!("{report}");
+}
+
+fn address_space_cap_child() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let mut base = CoroutineTCPServer::new("127.0.0.1:0", greet_then_echo).unwrap();
+    base.mixin.workers = 1;
+    let server = Arc::new(Recorder::new(base));
+    let serving = serve(&server, None);
+    let address = server.server_address();
+    // The worker started, with its first stack mapped and kept.
+    let mut first = greeted(address).expect("served before the cap");
+    assert!(echoed(&mut first, "first\n"));
+    // Enough descriptors for every client and its server side.
+    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    setrlimit(Resource::RLIMIT_NOFILE, hard.min(65536), hard).unwrap();
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let used = util::status_field(&status, "VmSize:") * 1024;
+    let (_, hard) = getrlimit(Resource::RLIMIT_AS).unwrap();
+    setrlimit(Resource::RLIMIT_AS, used + (48 << 20), hard).unwrap();
+
+    // Silent clients until one is refused: 48 MiB hold under 200 stacks
+    // of 256 KiB.
+    let mut held = Vec::new();
+    let mut refused = 0;
+    while refused == 0 {
+        assert!(held.len() < 5000, "no stack failed in 5000 clients");
+        match greeted(address) {
+            Some(client) => held.push(client),
+            None => refused += 1,
+        }
+    }
+    // handle_error ran before the connection was closed.
+    let errors = server.calls_to("handle_error");
+    assert_eq!(errors.len(), refused, "{errors:?}");
+    assert!(
+        errors[0].contains("cannot map a coroutine stack"),
+        "{errors:?}"
+    );
+    // The worker carries on: every request it holds is answered.
+    let mut answered = 0;
+    for (i, client) in held.iter_mut().enumerate() {
+        answered += usize::from(echoed(client, &format!("held {i}\n")));
+    }
+    assert_eq!(answered, held.len(), "every held client answered");
+    let held_count = held.len();
+    drop(held);
+    // Their stacks freed, new clients are served again.
+    let served_after = (0..6)
+        .filter(|i| greeted(address).is_some_and(|mut c| echoed(&mut c, &format!("after {i}\n"))))
+        .count();
+    assert_eq!(served_after, 6);
+    server.shutdown().unwrap();
+    serving.join().unwrap().unwrap();
+    server.server_close();
+    assert_eq!(server.base.mixin.active_requests(), 0);
+    println!(
+        "cap: RLIMIT_AS {} MiB ({} MiB in use + 48): {held_count} silent clients held a stack, \
+         the next refused ({}), all {held_count} answered after, 6/6 new clients served, \
+         clean stop",
+        (used + (48 << 20)) >> 20,
+        used >> 20,
+        errors[0]
+    );
+}
+
+/// Unbounded recursion in a handler: the process aborts with the message
+/// Rust prints for a thread's overflow, naming the worker — never a
+/// silent death by SIGSEGV, never a request left half-done while the
+/// server goes on.
+#[test]
+fn a_stack_overflow_in_a_handler_aborts_loudly() {
+    let name = "a_stack_overflow_in_a_handler_aborts_loudly";
+    let Some(output) = child_or_parent(name, stack_overflow_child) else {
+        return;
+    };
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        output.status.signal(),
+        Some(nix::sys::signal::Signal::SIGABRT as i32),
+        "{:?}\nstderr:\n{stderr}",
+        output.status
+    );
+    assert!(
+        stderr.contains(
+            "thread 'socketserver-coroutines-0' has overflowed a request coroutine's stack"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("fatal runtime error: stack overflow, aborting"),
+        "{stderr}"
+    );
+}
+
+fn stack_overflow_child() {
+    // Recursing for ever is the point.
+    #[allow(unconditional_recursion)]
+    fn deeper(depth: u64) -> u64 {
+        let frame = std::hint::black_box([depth; 32]);
+        frame[0] + deeper(std::hint::black_box(depth + 1))
+    }
+    // The abort is expected: no core file for it.
+    nix::sys::prctl::set_dumpable(false).unwrap();
+    let mut base = CoroutineTCPServer::new("127.0.0.1:0", |r: &mut StreamRequest<'_>| {
+        let mut line = String::new();
+        r.rfile.read_line(&mut line)?;
+        write!(r.wfile, "{}", deeper(0))
+    })
+    .unwrap();
+    base.mixin.workers = 1;
+    base.mixin.stack_size = 64 * 1024;
+    let server = Arc::new(base);
+    let _serving = serve(&server, None);
+    let client = TcpStream::connect(server.server_address()).unwrap();
+    client.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
+    (&client).write_all(b"recurse\n").unwrap();
+    // The process ends here: the read would see the reply otherwise.
+    let reply = util::read_to_end(&client);
+    panic!("the overflow did not abort: {reply:?}");
 }

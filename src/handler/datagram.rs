@@ -3,12 +3,15 @@
 use std::cell::Cell;
 use std::io::{self, Cursor};
 use std::net::UdpSocket;
-use std::os::fd::BorrowedFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixDatagram;
 use std::sync::Arc;
 
+use nix::sys::socket::MsgFlags;
+use socket2::{SockAddr, SockRef};
+
 use super::RequestKind;
-use crate::mixin::MixIn;
+use crate::mixin::{suspend, MixIn};
 use crate::{Address, Server, ServerHandle, Transport};
 
 /// The datagram kind of request (UDP and Unix datagram servers):
@@ -147,14 +150,40 @@ impl std::fmt::Debug for DatagramView<'_> {
 
 /// A socket a datagram reply can go out of.
 pub(crate) trait ReplySocket: Send + Sync + 'static {
-    /// `sendto(2)` to a client address of either family.
-    fn send_to_address(&self, data: &[u8], address: &Address) -> io::Result<usize>;
+    /// The socket, to send on.
+    fn fd(&self) -> BorrowedFd<'_>;
+
+    /// The client address as `sendto(2)` takes it, if this socket can
+    /// reach it.
+    fn destination(&self, address: &Address) -> io::Result<SockAddr>;
+
+    /// `sendto(2)` to a client address of either family. On a request's
+    /// coroutine the send does not block its worker: one that would
+    /// suspends the coroutine instead (`suspend::send_datagram`); the
+    /// server's socket itself stays blocking for the serving thread.
+    fn send_to_address(&self, data: &[u8], address: &Address) -> io::Result<usize> {
+        let destination = self.destination(address)?;
+        let fd = self.fd();
+        let socket = SockRef::from(&fd);
+        suspend::send_datagram(|nonblocking| {
+            let flags = if nonblocking {
+                MsgFlags::MSG_DONTWAIT.bits()
+            } else {
+                0
+            };
+            socket.send_to_with_flags(data, &destination, flags)
+        })
+    }
 }
 
 impl ReplySocket for UdpSocket {
-    fn send_to_address(&self, data: &[u8], address: &Address) -> io::Result<usize> {
+    fn fd(&self) -> BorrowedFd<'_> {
+        self.as_fd()
+    }
+
+    fn destination(&self, address: &Address) -> io::Result<SockAddr> {
         match address {
-            Address::Inet(addr) => self.send_to(data, addr),
+            Address::Inet(addr) => Ok(SockAddr::from(*addr)),
             Address::Unix(_) => Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "a UDP socket cannot send to a Unix address",
@@ -164,9 +193,13 @@ impl ReplySocket for UdpSocket {
 }
 
 impl ReplySocket for UnixDatagram {
-    fn send_to_address(&self, data: &[u8], address: &Address) -> io::Result<usize> {
+    fn fd(&self) -> BorrowedFd<'_> {
+        self.as_fd()
+    }
+
+    fn destination(&self, address: &Address) -> io::Result<SockAddr> {
         match address {
-            Address::Unix(path) if !path.as_os_str().is_empty() => self.send_to(data, path),
+            Address::Unix(path) if !path.as_os_str().is_empty() => SockAddr::unix(path),
             Address::Unix(_) => Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "cannot reply to an unnamed Unix datagram client: the client must bind a path",

@@ -110,10 +110,45 @@ pub(crate) fn hand_over<S: BaseServer + ?Sized, T>(
     running: in_flight::Running,
     start: impl FnOnce(Box<dyn FnOnce() + Send>) -> std::io::Result<T>,
 ) -> Option<T> {
-    let slot = Arc::new(parking_lot::Mutex::new(Some((request, client_address))));
+    hand_over_refusable(server, request, client_address, running, |work| {
+        start(work.run)
+    })
+}
+
+/// The work [`hand_over_refusable`] gives: `run` serves the request;
+/// `refuse`, called instead by a runner that cannot run it after all (a
+/// coroutine worker without a stack for it), reports the error to
+/// `handle_error` and shuts the request down. Either releases `running`.
+pub(crate) struct Work {
+    pub(crate) run: Box<dyn FnOnce() + Send>,
+    pub(crate) refuse: Box<dyn FnOnce(std::io::Error) + Send>,
+}
+
+/// [`hand_over`] for a runner that may find out only later, elsewhere, that
+/// it cannot run the request: it is given [`Work`].
+pub(crate) fn hand_over_refusable<S: BaseServer + ?Sized, T>(
+    server: &Arc<S>,
+    request: RequestOf<S>,
+    client_address: AddressOf<S>,
+    running: in_flight::Running,
+    start: impl FnOnce(Work) -> std::io::Result<T>,
+) -> Option<T> {
+    type Slot<S> = parking_lot::Mutex<Option<(RequestOf<S>, AddressOf<S>)>>;
+    fn refuse<S: BaseServer + ?Sized>(server: &S, slot: &Slot<S>, err: std::io::Error) {
+        if let Some((request, client_address)) = slot.lock().take() {
+            let error = RequestError::Process(err);
+            if let Err(message) =
+                crate::panic::catch(|| server.handle_error(&request, &client_address, &error))
+            {
+                log::error!("handle_error panicked: {message} (while reporting: {error})");
+            }
+            server.shutdown_request(request);
+        }
+    }
+    let slot: Arc<Slot<S>> = Arc::new(parking_lot::Mutex::new(Some((request, client_address))));
     let work_slot = Arc::clone(&slot);
     let work_server = Arc::clone(server);
-    let work = Box::new(move || {
+    let run = Box::new(move || {
         running.enter();
         if let Some((request, client_address)) = work_slot.lock().take() {
             process_request_thread(&*work_server, request, client_address);
@@ -123,13 +158,15 @@ pub(crate) fn hand_over<S: BaseServer + ?Sized, T>(
         drop(running);
         drop(work_server);
     });
+    let (refuse_slot, refuse_server) = (Arc::clone(&slot), Arc::clone(server));
+    let work = Work {
+        run,
+        refuse: Box::new(move |err| refuse(&*refuse_server, &refuse_slot, err)),
+    };
     match start(work) {
         Ok(started) => Some(started),
         Err(err) => {
-            if let Some((request, client_address)) = slot.lock().take() {
-                server.handle_error(&request, &client_address, &RequestError::Process(err));
-                server.shutdown_request(request);
-            }
+            refuse(&**server, &slot, err);
             None
         }
     }

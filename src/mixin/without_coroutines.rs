@@ -56,3 +56,9 @@ pub(crate) fn wait_readable(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> io
         Err(io::Error::new(io::ErrorKind::TimedOut, "timed out"))
     }
 }
+
+/// Sends the datagram through `op`, blocking (`false`: no `MSG_DONTWAIT`).
+#[inline]
+pub(crate) fn send_datagram(mut op: impl FnMut(bool) -> io::Result<usize>) -> io::Result<usize> {
+    op(false)
+}

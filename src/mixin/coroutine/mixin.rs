@@ -9,9 +9,9 @@ use std::time::Duration;
 use parking_lot::Mutex;
 
 use super::thread_locals;
-use super::worker::Workers;
+use super::worker::{Job, Workers};
 use crate::mixin::in_flight::InFlight;
-use crate::mixin::{hand_over, MixIn};
+use crate::mixin::{hand_over_refusable, MixIn};
 use crate::{AddressOf, BaseServer, RequestOf, ServerHandle};
 
 /// The default stack size of a request coroutine: 256 KiB of address space,
@@ -21,7 +21,7 @@ pub const DEFAULT_COROUTINE_STACK_SIZE: usize = 256 * 1024;
 /// Each request runs on a coroutine of its own; a few worker threads (one
 /// per core by default) run every coroutine — the model of gevent, or of
 /// Go's goroutines, under Python's blocking `RequestHandler`. Feature
-/// `coroutine` (on by default; it brings the `generator` crate).
+/// `coroutine` (on by default; it brings the `corosensei` crate).
 ///
 /// Handlers are written exactly as for [`ThreadingMixIn`]: `rfile`,
 /// `wfile` and [`Connection`] read and write as if blocking. Underneath, the
@@ -34,15 +34,44 @@ pub const DEFAULT_COROUTINE_STACK_SIZE: usize = 256 * 1024;
 /// ([`StreamOptions::timeout`](crate::StreamOptions::timeout),
 /// [`Connection::set_timeout`]) keep working.
 ///
-/// The rule that comes with it (gevent's too): a handler must not block its
-/// worker by other means — a long computation, `std::thread::sleep`, a
-/// lock held across I/O, blocking I/O on sockets or files of its own —
-/// since every other request on that worker waits meanwhile. Only I/O
-/// through the request's connection suspends. Handlers that block
-/// elsewhere belong on [`ThreadingMixIn`] or [`ThreadPoolMixIn`].
+/// # The rules a coroutine handler lives by
+///
+/// A worker runs one coroutine at a time and switches only where a
+/// coroutine suspends: in a read or write through the request's `rfile`,
+/// `wfile` or [`Connection`] (or a datagram reply) that would block. So:
+///
+/// * **A blocking call blocks the worker.** `std::thread::sleep`, a long
+///   computation, blocking I/O on a socket, file or pipe of the handler's
+///   own, a blocking channel receive, a database client: every other
+///   request on that worker waits meanwhile. A resumption that keeps its
+///   worker over 100 ms is logged (`log::warn!`, naming the request's
+///   client, at most once a second per worker). Such handlers belong on
+///   [`ThreadingMixIn`] or [`ThreadPoolMixIn`].
+/// * **A lock held across a suspending read or write can deadlock the
+///   worker.** The coroutine suspends with the lock held; another coroutine
+///   on the same worker that takes the lock blocks the thread — and with it
+///   the coroutine that would release it. Release locks before I/O on the
+///   connection (`parking_lot` and `std` locks alike).
+/// * **Thread-locals are shared by every coroutine on a worker**, and a
+///   request's coroutine may see another's values between two of its
+///   suspensions. Keep per-request state in the handler, not in a
+///   `thread_local!`.
+/// * **The stack is [`stack_size`](CoroutineMixIn::stack_size)** (256 KiB
+///   by default): a handler that recurses deeper overflows it, and the
+///   process aborts with `thread 'socketserver-coroutines-N' has overflowed
+///   a request coroutine's stack`, as it does when a thread overflows.
+///
+/// # When resources run out
+///
+/// A stack that cannot be mapped (the address space exhausted, e.g. under
+/// `RLIMIT_AS`) is an error for that request alone: `handle_error` is
+/// called with it, the connection is shut down, and the worker serves the
+/// others and later requests. A worker whose own loop fails is logged and
+/// started again with its requests. Finished coroutines' stacks are kept
+/// for the next requests (32 per worker).
 ///
 /// Datagram servers accept it too: each datagram's handler runs on a
-/// coroutine, which has nothing to wait for.
+/// coroutine, and its reply is sent without blocking the worker.
 ///
 /// ```
 /// use std::io::{BufRead, Read, Write};
@@ -144,20 +173,30 @@ impl MixIn for CoroutineMixIn {
         client_address: AddressOf<S>,
     ) {
         let running = self.in_flight.start();
-        hand_over(server, request, client_address, running, |task| {
-            self.workers()?.submit(task)
+        let client = client_address.clone().into();
+        hand_over_refusable(server, request, client_address, running, |work| {
+            match self.workers()?.submit(Job { work, client }) {
+                Ok(()) => Ok(()),
+                // Not taken: refused here, as hand_over would.
+                Err((job, err)) => {
+                    (job.work.refuse)(err);
+                    Ok(())
+                }
+            }
         });
     }
 
     /// Python's `server_close` for a mix-in with `block_on_close`: wait for
     /// the requests in flight (up to `close_timeout`), then stop the
-    /// workers. From a request itself (the last handle to the server
-    /// dropped by a handler) it cannot wait: its worker runs the others.
+    /// workers. From a worker thread (the last handle to the server dropped
+    /// by a request) it cannot wait: that worker runs the others.
     fn server_close(&self, server: &ServerHandle) {
         let Some(workers) = self.pool.lock().take() else {
             return;
         };
-        let mut join = self.block_on_close && !thread_locals::in_coroutine();
+        // A worker (a request, or a refusal, dropping the last handle to
+        // the server) cannot wait for the workers: it is one of them.
+        let mut join = self.block_on_close && !thread_locals::on_worker();
         if join {
             let still_running = self.in_flight.drain(self.close_timeout, server);
             if still_running > 0 {

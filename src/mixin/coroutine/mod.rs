@@ -5,10 +5,12 @@
 //! | file | what is in it |
 //! |---|---|
 //! | `mixin.rs` | [`CoroutineMixIn`] and its settings: hands requests to the workers, waits for them on close |
-//! | `worker.rs` | `Workers` (the threads, a request to each in turn) and `Worker` (one thread's loop: resume what is ready, sleep in epoll_wait) |
+//! | `worker.rs` | `Workers` (the threads, a request to each in turn) and `Worker` (one thread's loop: resume what is ready, sleep in epoll_wait; what it does when something fails) |
+//! | `stacks.rs` | `Stacks`: a worker's coroutine stacks, finished ones kept for reuse |
+//! | `overflow.rs` | the SIGSEGV handler that turns a coroutine stack overflow into a loud abort |
 //! | `slab.rs` | `Slab`: a worker's coroutines by id |
 //! | `suspend.rs` | the socket I/O that `Connection` and the PROXY reader call: a read, write or wait that would block yields the coroutine |
-//! | `thread_locals.rs` | the five thread-locals below, and the only functions that touch them |
+//! | `thread_locals.rs` | the thread-locals below, and the only functions that touch them |
 //!
 //! # The thread-local protocol
 //!
@@ -17,7 +19,8 @@
 //! this descriptor until this deadline, or let the others run, or done) and
 //! is resumed with a `Resume` (ready, or timed out). Everything else a
 //! read deep inside a handler needs — which task it is, where to register
-//! its socket — it finds in five thread-locals of its worker's thread:
+//! its socket, how to suspend — it finds in thread-locals of its worker's
+//! thread:
 //!
 //! | thread-local | what it holds | set by | when |
 //! |---|---|---|---|
@@ -26,12 +29,15 @@
 //! | `BUDGET_LEFT` | operations the coroutine may still complete before it yields (of 128) | the worker refills it (`enter_task`); the coroutine's I/O counts down (`spend_budget`) | each resumption; each completed operation |
 //! | `READINESS` | the coroutine's read readiness (`READABLE`, `READ_CLOSED`) | the worker copies it in and out (`enter_task`, `leave_task`), having added what epoll reported; the coroutine's reads clear `READABLE` (`forget_readable`) | each resumption; each read that finds the socket empty |
 //! | `DESCRIPTORS` | by descriptor number: the task that last used it, whether it is in `POLLER`, its timeouts | the coroutine (`set_timeouts`, `register`); the worker clears a finished task's entries (`forget_task`) | on `Connection::set_timeout` and a socket's first wait; when the coroutine ends |
+//! | `YIELDER` | a raw pointer to the running coroutine's corosensei `Yielder`, through which it suspends; null when none runs | the coroutine (`start_coroutine`, and `suspend` after each switch back); the worker nulls it (`leave_task`) | when a coroutine starts and each time it is resumed; after each resumption |
+//! | `RUNNING_STACK` | the running coroutine's stack mapping, for the SIGSEGV handler to recognise its guard page | the worker (`enter_task`, `leave_task`) | before and after each resumption |
+//! | `WORKER_NUMBER` | the worker's number, for the overflow message; `usize::MAX` on other threads (`on_worker`) | the worker (`become_worker`) | once |
 //!
 //! What a coroutine may assume:
 //!
 //! * `CURRENT_TASK != 0` ([`in_coroutine`](suspend::in_coroutine)) if and
 //!   only if it runs on a coroutine. On every other thread (a threading or
-//!   pool worker, the serving thread) all five keep their initial values,
+//!   pool worker, the serving thread) all keep their initial values,
 //!   and every function of `suspend` is the plain blocking call.
 //! * From one resumption to its next yield the thread-locals are its own:
 //!   nothing else runs on the thread. Across a yield they are not — other
@@ -54,12 +60,14 @@
 //!   deadline passed.
 //! * A socket in `POLLER` stays there until it is closed: registered once,
 //!   on its first wait, not once per wait.
-//!
-//! The generator crate keeps one more thread-local of its own, the running
-//! generator, which its free `yield_` finds (see `suspend.rs`).
+//! * `YIELDER` is its own `Yielder` whenever it runs (set when it starts and
+//!   after each switch back), so a read deep inside its handler can suspend
+//!   it without a `Yielder` passed down.
 
 mod mixin;
+mod overflow;
 mod slab;
+mod stacks;
 pub(crate) mod suspend;
 mod thread_locals;
 mod worker;

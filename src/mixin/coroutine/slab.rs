@@ -68,6 +68,22 @@ impl<T> Slab<T> {
     pub(super) fn is_empty(&self) -> bool {
         self.len == 0
     }
+
+    /// How many values are stored.
+    pub(super) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The ids of every value stored, with the values.
+    pub(super) fn iter_mut(&mut self) -> impl Iterator<Item = (u64, &mut T)> {
+        self.slots
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(index, (generation, value))| {
+                let id = (u64::from(*generation) << 32) | (index as u64 + 1);
+                value.as_mut().map(|value| (id, value))
+            })
+    }
 }
 
 #[cfg(test)]
@@ -90,6 +106,9 @@ mod tests {
         assert_eq!(slab.get_mut(b), None);
         assert_eq!(slab.remove(b), None, "removed once only");
         assert_eq!(slab.get_mut(a), Some(&mut "a"), "the other stays");
+        let all: Vec<(u64, &str)> = slab.iter_mut().map(|(id, v)| (id, *v)).collect();
+        assert_eq!(all, [(a, "a")]);
+        assert_eq!(slab.len(), 1);
         assert_eq!(slab.remove(a), Some("a"));
         assert!(slab.is_empty());
     }

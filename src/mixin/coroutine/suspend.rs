@@ -41,8 +41,8 @@ pub(crate) enum Suspend {
     /// Resume me after the others that are ready: I have run
     /// [`BUDGET`](thread_locals::BUDGET) operations without waiting.
     Yield,
-    /// The request is over (the coroutine's return value).
-    Done,
+    /// Resume me at `deadline` (with [`Resume::TimedOut`]).
+    Sleep { deadline: Instant },
 }
 
 /// What the worker sends back when it resumes a coroutine.
@@ -139,9 +139,38 @@ fn spend_budget() {
 
 /// Lets the worker run the other ready coroutines before this one goes on.
 fn yield_to_others() {
-    // See suspend_until_ready for the deprecated free function.
-    #[allow(deprecated)]
-    let _ = generator::yield_::<Resume, Suspend>(Suspend::Yield);
+    thread_locals::suspend(Suspend::Yield);
+}
+
+/// The longest a datagram reply waits between two tries.
+const SEND_RETRY_MAX: Duration = Duration::from_millis(16);
+
+/// Sends one datagram through `op`, which is told whether to send without
+/// blocking (`MSG_DONTWAIT`). Inside a coroutine it is, and a send that
+/// would block (the socket's send buffer is full) suspends the coroutine
+/// and tries again after 1 ms, then 2, 4, … up to 16 ms: the server's
+/// socket is shared by every request and every worker, so it is not given
+/// to one coroutine's epoll registration; a full UDP send buffer drains in
+/// microseconds. Outside a coroutine it is the plain blocking send.
+pub(crate) fn send_datagram(mut op: impl FnMut(bool) -> io::Result<usize>) -> io::Result<usize> {
+    if !in_coroutine() {
+        return op(false);
+    }
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match op(true) {
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                thread_locals::suspend(Suspend::Sleep {
+                    deadline: Instant::now() + pause,
+                });
+                pause = (pause * 2).min(SEND_RETRY_MAX);
+            }
+            result => {
+                spend_budget();
+                return result;
+            }
+        }
+    }
 }
 
 /// Waits until `fd` is readable (data, end of file or an error for the next
@@ -169,14 +198,8 @@ pub(crate) fn wait_readable(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> io
 fn suspend_until_ready(fd: BorrowedFd<'_>, deadline: Option<Instant>) -> io::Result<()> {
     thread_locals::register(fd)?;
     let fd = fd.as_raw_fd();
-    // generator's free `yield_` is deprecated in favour of a `Scope` passed
-    // to the coroutine's closure, which cannot reach a read deep inside a
-    // handler without a raw pointer in a thread-local (unsafe); the free
-    // function finds the running coroutine itself.
-    #[allow(deprecated)]
-    let resumed = generator::yield_::<Resume, Suspend>(Suspend::Wait { fd, deadline });
-    match resumed {
-        Some(Resume::TimedOut) => Err(timed_out()),
-        _ => Ok(()),
+    match thread_locals::suspend(Suspend::Wait { fd, deadline }) {
+        Resume::TimedOut => Err(timed_out()),
+        Resume::Ready => Ok(()),
     }
 }

@@ -9,13 +9,15 @@
 use std::cell::{Cell, RefCell};
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::ptr;
 use std::rc::Rc;
 use std::time::Duration;
 
+use corosensei::Yielder;
 use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollEvent, EpollFlags};
 
-use super::suspend::Interest;
+use super::suspend::{Interest, Resume, Suspend};
 
 /// How many socket operations a coroutine may complete in a row, without
 /// ever waiting, before it yields to the others on its worker (tokio's
@@ -45,6 +47,17 @@ thread_local! {
     /// neither registration nor timeouts.
     /// Indexed by descriptor number (small integers, reused lowest first).
     static DESCRIPTORS: RefCell<Vec<Option<Descriptor>>> = const { RefCell::new(Vec::new()) };
+    /// The running coroutine's `Yielder`, through which it suspends; null
+    /// when none runs.
+    static YIELDER: Cell<*const Yielder<Resume, Suspend>> = const { Cell::new(ptr::null()) };
+    /// The running coroutine's stack mapping, guard page included, as
+    /// `(lowest address, top)`; `(0, 0)` when none runs. Read by the
+    /// SIGSEGV handler (`overflow.rs`): a plain `Cell` of integers, which a
+    /// signal handler may read.
+    static RUNNING_STACK: Cell<(usize, usize)> = const { Cell::new((0, 0)) };
+    /// Which worker this thread is (its name's number), for the overflow
+    /// message; `usize::MAX` on any other thread.
+    static WORKER_NUMBER: Cell<usize> = const { Cell::new(usize::MAX) };
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -88,25 +101,44 @@ struct Timeouts {
 
 // The worker's side.
 
-/// Makes the calling thread a coroutine worker waiting on `epoll`.
-pub(super) fn become_worker(epoll: Rc<Epoll>) {
+/// Makes the calling thread coroutine worker number `number`, waiting on
+/// `epoll`.
+pub(super) fn become_worker(number: usize, epoll: Rc<Epoll>) {
     POLLER.with(|p| *p.borrow_mut() = Some(epoll));
+    WORKER_NUMBER.with(|n| n.set(number));
+}
+
+/// Whether the calling thread is a coroutine worker (running a coroutine
+/// or not): one that must not wait for the workers to exit.
+pub(crate) fn on_worker() -> bool {
+    WORKER_NUMBER.with(Cell::get) != usize::MAX
 }
 
 /// Called by the worker before each resumption of task `id`, with the read
-/// readiness it has gathered for it; each resumption starts with a full
-/// budget.
-pub(super) fn enter_task(id: u64, readiness: u8) {
+/// readiness it has gathered for it and its stack's bounds; each
+/// resumption starts with a full budget.
+pub(super) fn enter_task(id: u64, readiness: u8, stack: (usize, usize)) {
     CURRENT_TASK.with(|c| c.set(id));
     BUDGET_LEFT.with(|b| b.set(BUDGET));
     READINESS.with(|r| r.set(readiness));
+    RUNNING_STACK.with(|s| s.set(stack));
 }
 
 /// Called by the worker after each resumption: the task's read readiness
 /// as its reads have left it.
 pub(super) fn leave_task() -> u8 {
     CURRENT_TASK.with(|c| c.set(0));
+    YIELDER.with(|y| y.set(ptr::null()));
+    RUNNING_STACK.with(|s| s.set((0, 0)));
     READINESS.with(Cell::get)
+}
+
+/// For the SIGSEGV handler: when `address` lies in the running
+/// coroutine's stack mapping (so in its guard page: the rest is writable),
+/// this worker's number. Touches only `Cell`s of integers.
+pub(super) fn overflowed_worker(address: usize) -> Option<usize> {
+    let (low, top) = RUNNING_STACK.with(Cell::get);
+    (low <= address && address < top).then(|| WORKER_NUMBER.with(Cell::get))
 }
 
 /// Called by the worker when task `id` is over: forget what it left about
@@ -123,6 +155,38 @@ pub(super) fn forget_task(id: u64, fds: &[RawFd]) {
 }
 
 // The coroutine's side.
+
+/// Called first thing on a new coroutine, with the `Yielder` its closure
+/// was given.
+pub(super) fn start_coroutine(yielder: &Yielder<Resume, Suspend>) {
+    YIELDER.with(|y| y.set(yielder));
+}
+
+/// Suspends the running coroutine with `what` for its worker; returns what
+/// the worker resumes it with.
+///
+/// # Panics
+///
+/// When no coroutine runs (callers check [`in_coroutine`] first).
+// The one raw pointer of the coroutine runtime: see the SAFETY note.
+#[allow(unsafe_code)]
+pub(super) fn suspend(what: Suspend) -> Resume {
+    let yielder = YIELDER.with(Cell::get);
+    assert!(!yielder.is_null(), "suspend outside a coroutine");
+    // SAFETY: YIELDER is non-null only while a coroutine runs, and then it
+    // is that coroutine's own Yielder: set when the coroutine starts
+    // (start_coroutine) and again each time it is resumed (below, after
+    // the switch back), nulled by the worker whenever it gets control back
+    // (leave_task). A Yielder lives in its coroutine's root frame, which
+    // outlives every call the coroutine makes, this one included. A
+    // reference cannot be kept instead: corosensei hands it only to the
+    // coroutine's closure, and the reads that suspend are deep inside the
+    // handler it calls.
+    let resumed = unsafe { &*yielder }.suspend(what);
+    // Other coroutines ran meanwhile and set their own.
+    YIELDER.with(|y| y.set(yielder));
+    resumed
+}
 
 /// Whether this code runs on a coroutine of a [`CoroutineMixIn`] worker.
 ///

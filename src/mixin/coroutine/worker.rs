@@ -3,33 +3,74 @@
 //! runs its coroutines one at a time, resuming each when epoll reports its
 //! socket ready or its deadline passes, and sleeps in epoll_wait when all
 //! of them wait.
+//!
+//! What a worker does when something fails:
+//!
+//! * No stack for a new request (`RLIMIT_AS`, the address space
+//!   exhausted): that request is refused — `handle_error` with the error,
+//!   the connection shut down, its in-flight count released — and the
+//!   worker goes on with the others.
+//! * A panic out of a coroutine (one not caught around the handler): that
+//!   request ends, logged; the others go on.
+//! * A panic or an error in the worker's own loop: logged, and the loop
+//!   starts again on the same thread with the same coroutines, each resumed
+//!   once (a spurious wake-up, which every wait tolerates). A suspended
+//!   coroutine is never dropped, so corosensei never has to force-unwind
+//!   one through a handler's `catch_unwind`.
+//! * A stack overflow: the process aborts with a message (`overflow.rs`).
+//! * A resumption that keeps the worker from its loop longer than
+//!   [`SLOW_STEP`]: a warning naming the request's client.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::os::fd::{AsFd, RawFd};
+use std::panic::{self, AssertUnwindSafe};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use corosensei::stack::{DefaultStack, Stack};
+use corosensei::CoroutineResult;
 use crossbeam_channel::{Receiver, Sender};
-use generator::{Generator, Gn};
 use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use parking_lot::Mutex;
 
+use super::overflow;
 use super::slab::Slab;
+use super::stacks::{Stacks, KEPT_STACKS};
 use super::suspend::{Resume, Suspend};
 use super::thread_locals;
+use crate::mixin::Work;
 use crate::sys::{self, Waker};
+use crate::Address;
 
-pub(super) type Task = Box<dyn FnOnce() + Send>;
+/// A request for a worker: the work, and who it is for (named in
+/// warnings).
+pub(super) struct Job {
+    pub(super) work: Work,
+    pub(super) client: Address,
+}
 
 enum Message {
-    Task(Task),
+    Job(Job),
     /// Exit once every coroutine has finished.
     Stop,
+    /// Panic in the worker's loop (tests of its recovery).
+    #[cfg(test)]
+    Panic,
 }
+
+/// How long one resumption may keep a worker from its event loop before a
+/// warning is logged: 100 ms, a delay every other request on that worker
+/// shares, and far above any handler step that only computes a reply (a
+/// 16 KiB MD5 takes 25 µs). It is measured when the worker gets control
+/// back, so a handler blocked for ever is never reported.
+pub(super) const SLOW_STEP: Duration = Duration::from_millis(100);
+
+/// At most one slow-step warning per worker in this long.
+const WARN_EVERY: Duration = Duration::from_secs(1);
 
 /// The worker threads and the way to each.
 #[derive(Debug)]
@@ -42,14 +83,44 @@ pub(super) struct Workers {
 #[derive(Debug)]
 struct Inbox {
     sender: Sender<Message>,
-    wake: Arc<Waker>,
+    wake: Arc<Doorbell>,
+}
+
+/// How a worker is woken for a new message: its eventfd, written only when
+/// the worker is about to sleep or sleeping in epoll_wait. A busy worker
+/// finds the message at its next turn, so a burst of requests (a datagram
+/// each) costs no write and no read of the eventfd each.
+#[derive(Debug)]
+struct Doorbell {
+    waker: Waker,
+    sleeping: AtomicBool,
+}
+
+impl Doorbell {
+    /// Wakes the worker whatever it is doing.
+    fn ring(&self) {
+        self.waker.wake();
+    }
+
+    /// Wakes the worker if it sleeps, after a message was sent to it.
+    fn ring_if_sleeping(&self) {
+        // Pairs with the fence in `Worker::run`: either the worker sees
+        // the message when it checks its inbox after saying it sleeps, or
+        // this sees that it sleeps.
+        fence(Ordering::SeqCst);
+        if self.sleeping.swap(false, Ordering::SeqCst) {
+            self.waker.wake();
+        }
+    }
 }
 
 impl std::fmt::Debug for Message {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            Message::Task(_) => "Task",
+            Message::Job(_) => "Job",
             Message::Stop => "Stop",
+            #[cfg(test)]
+            Message::Panic => "Panic",
         })
     }
 }
@@ -60,17 +131,14 @@ impl Workers {
         let mut threads = Vec::with_capacity(count);
         for n in 0..count {
             let (sender, receiver) = crossbeam_channel::unbounded();
-            let wake = Arc::new(Waker::new()?);
+            let wake = Arc::new(Doorbell {
+                waker: Waker::new()?,
+                sleeping: AtomicBool::new(false),
+            });
             let worker_wake = Arc::clone(&wake);
             let thread = thread::Builder::new()
                 .name(format!("socketserver-coroutines-{n}"))
-                .spawn(move || {
-                    if let Err(err) = Worker::new(receiver, worker_wake, stack_size)
-                        .and_then(|mut worker| worker.run())
-                    {
-                        log::error!("coroutine worker stopped: {err}");
-                    }
-                })?;
+                .spawn(move || work(n, receiver, worker_wake, stack_size))?;
             inboxes.push(Inbox { sender, wake });
             threads.push(thread);
         }
@@ -81,15 +149,37 @@ impl Workers {
         })
     }
 
-    pub(super) fn submit(&self, task: Task) -> std::io::Result<()> {
-        let n = self.next.fetch_add(1, Ordering::Relaxed) % self.inboxes.len();
-        let inbox = &self.inboxes[n];
-        inbox
-            .sender
-            .send(Message::Task(task))
-            .map_err(|_| std::io::Error::other("the coroutine worker has stopped"))?;
-        inbox.wake.wake();
-        Ok(())
+    /// Gives `job` to the next worker in turn (or, should that one have
+    /// exited, to the next that has not); gives it back with the error
+    /// when none is left.
+    pub(super) fn submit(&self, job: Job) -> Result<(), (Job, std::io::Error)> {
+        let count = self.inboxes.len();
+        let first = self.next.fetch_add(1, Ordering::Relaxed) % count;
+        let mut message = Message::Job(job);
+        for n in 0..self.inboxes.len() {
+            let inbox = &self.inboxes[(first + n) % count];
+            match inbox.sender.send(message) {
+                Ok(()) => {
+                    inbox.wake.ring_if_sleeping();
+                    return Ok(());
+                }
+                Err(crossbeam_channel::SendError(back)) => message = back,
+            }
+        }
+        let Message::Job(job) = message else {
+            unreachable!("only a job was sent")
+        };
+        Err((
+            job,
+            std::io::Error::other("every coroutine worker has stopped"),
+        ))
+    }
+
+    /// Makes worker 0's loop panic (tests of its recovery).
+    #[cfg(test)]
+    fn inject_panic(&self) {
+        self.inboxes[0].sender.send(Message::Panic).unwrap();
+        self.inboxes[0].wake.ring();
     }
 
     /// Tells every worker to exit once its coroutines are done, and waits
@@ -97,7 +187,7 @@ impl Workers {
     pub(super) fn stop(&self, join: bool) {
         for inbox in &self.inboxes {
             let _ = inbox.sender.send(Message::Stop);
-            inbox.wake.wake();
+            inbox.wake.ring();
         }
         let threads = std::mem::take(&mut *self.threads.lock());
         if join {
@@ -108,13 +198,54 @@ impl Workers {
     }
 }
 
+/// A worker thread's life: its loop, started again after a failure (see
+/// the module doc).
+fn work(number: usize, inbox: Receiver<Message>, wake: Arc<Doorbell>, stack_size: usize) {
+    let _signal_stack = overflow::alternate_stack();
+    overflow::install_handler();
+    let mut worker = match Worker::new(number, inbox, wake, stack_size) {
+        Ok(worker) => worker,
+        Err(err) => {
+            // Its inbox goes with it: submit passes its requests on.
+            log::error!("coroutine worker {number} cannot start: {err}");
+            return;
+        }
+    };
+    let mut pause = Duration::from_millis(10);
+    loop {
+        let started = Instant::now();
+        let failure = match panic::catch_unwind(AssertUnwindSafe(|| worker.run())) {
+            Ok(Ok(())) => return,
+            Ok(Err(err)) => err.to_string(),
+            Err(payload) => format!("panicked: {}", crate::panic::payload_message(&*payload)),
+        };
+        log::error!(
+            "coroutine worker {number}: its loop failed ({failure}); starting it again with \
+             its {} requests",
+            worker.coroutines.len()
+        );
+        // A failure that comes back at once is not retried in a busy loop.
+        if started.elapsed() > Duration::from_secs(1) {
+            pause = Duration::from_millis(10);
+        } else {
+            thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_secs(1));
+        }
+        worker.recover();
+    }
+}
+
 /// The epoll token of a worker's waker; tasks count from 1.
 const WAKE: u64 = 0;
 
+type Co = corosensei::Coroutine<Resume, Suspend, (), DefaultStack>;
+
 /// One request's coroutine, as its worker keeps it.
 struct Coroutine {
-    generator: Generator<'static, Resume, Suspend>,
-    started: bool,
+    co: Co,
+    /// Its stack's mapping, `(lowest address, top)`, guard page included.
+    stack: (usize, usize),
+    client: Address,
     /// Suspended, waiting for readiness or its deadline.
     waiting: bool,
     /// Read readiness reported by epoll (`thread_locals::READABLE`,
@@ -129,22 +260,24 @@ struct Coroutine {
 /// when all of them wait.
 struct Worker {
     inbox: Receiver<Message>,
-    wake: Arc<Waker>,
+    wake: Arc<Doorbell>,
     epoll: Rc<Epoll>,
-    /// Stack size in words, as the generator crate counts it (and even: an
-    /// odd size asks it to fill the stack to measure its use, touching
-    /// every page).
-    stack_words: usize,
+    stacks: Stacks,
     coroutines: Slab<Coroutine>,
     runnable: VecDeque<(u64, Resume)>,
     deadlines: BTreeSet<(Instant, u64)>,
     stopping: bool,
+    /// When the last slow-step warning was logged, and how many were not
+    /// since.
+    last_warning: Option<Instant>,
+    unreported_slow_steps: u64,
 }
 
 impl Worker {
     fn new(
+        number: usize,
         inbox: Receiver<Message>,
-        wake: Arc<Waker>,
+        wake: Arc<Doorbell>,
         stack_size: usize,
     ) -> std::io::Result<Worker> {
         // This thread runs nothing but requests: their panics are reported
@@ -152,19 +285,36 @@ impl Worker {
         // interleave.
         crate::panic::capture_on_this_thread();
         let epoll = Rc::new(Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?);
-        epoll.add(wake.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, WAKE))?;
-        thread_locals::become_worker(Rc::clone(&epoll));
-        let words = stack_size.max(16 * 1024) / std::mem::size_of::<usize>();
+        epoll.add(
+            wake.waker.as_fd(),
+            EpollEvent::new(EpollFlags::EPOLLIN, WAKE),
+        )?;
+        thread_locals::become_worker(number, Rc::clone(&epoll));
         Ok(Worker {
             inbox,
             wake,
             epoll,
-            stack_words: words & !1,
+            stacks: Stacks::new(stack_size.max(16 * 1024), KEPT_STACKS),
             coroutines: Slab::default(),
             runnable: VecDeque::new(),
             deadlines: BTreeSet::new(),
             stopping: false,
+            last_warning: None,
+            unreported_slow_steps: 0,
         })
+    }
+
+    /// After a failure of the loop: every coroutine runnable once more
+    /// (whatever it waited for), none left half-entered.
+    fn recover(&mut self) {
+        thread_locals::leave_task();
+        self.runnable.clear();
+        self.deadlines.clear();
+        for (id, coroutine) in self.coroutines.iter_mut() {
+            coroutine.waiting = false;
+            coroutine.deadline = None;
+            self.runnable.push_back((id, Resume::Ready));
+        }
     }
 
     fn run(&mut self) -> std::io::Result<()> {
@@ -181,18 +331,30 @@ impl Worker {
             if self.stopping && self.coroutines.is_empty() {
                 return Ok(());
             }
-            let timeout = match self.deadlines.first() {
+            let mut timeout = match self.deadlines.first() {
                 _ if !self.runnable.is_empty() => EpollTimeout::ZERO,
                 first => sys::epoll_timeout(first.map(|&(deadline, _)| sys::remaining(deadline))),
             };
-            let n = match self.epoll.wait(&mut events, timeout) {
+            if timeout != EpollTimeout::ZERO {
+                // About to sleep: from here on a new message rings the
+                // eventfd (Doorbell::ring_if_sleeping); one that came
+                // before is seen now.
+                self.wake.sleeping.store(true, Ordering::SeqCst);
+                fence(Ordering::SeqCst);
+                if !self.inbox.is_empty() {
+                    timeout = EpollTimeout::ZERO;
+                }
+            }
+            let waited = self.epoll.wait(&mut events, timeout);
+            self.wake.sleeping.store(false, Ordering::SeqCst);
+            let n = match waited {
                 Ok(n) => n,
                 Err(Errno::EINTR) => 0,
                 Err(err) => return Err(err.into()),
             };
             for event in &events[..n] {
                 if event.data() == WAKE {
-                    self.wake.reset();
+                    self.wake.waker.reset();
                 } else {
                     self.wake_up(event.data(), Resume::Ready, event.events());
                 }
@@ -213,28 +375,46 @@ impl Worker {
     fn take_messages(&mut self) {
         loop {
             match self.inbox.try_recv() {
-                Ok(Message::Task(task)) => {
-                    let generator = Gn::<Resume>::new_opt(self.stack_words, move || {
-                        task();
-                        Suspend::Done
-                    });
-                    let id = self.coroutines.insert(Coroutine {
-                        generator,
-                        started: false,
-                        waiting: false,
-                        readiness: 0,
-                        deadline: None,
-                        fds: Vec::new(),
-                    });
-                    self.runnable.push_back((id, Resume::Ready));
-                }
+                Ok(Message::Job(job)) => self.start(job),
                 Ok(Message::Stop) | Err(crossbeam_channel::TryRecvError::Disconnected) => {
                     self.stopping = true;
                     return;
                 }
+                #[cfg(test)]
+                Ok(Message::Panic) => panic!("a panic injected in the worker's loop"),
                 Err(crossbeam_channel::TryRecvError::Empty) => return,
             }
         }
+    }
+
+    /// Puts `job` on a coroutine, runnable; without a stack for it, refuses
+    /// it (handle_error, shutdown_request, in-flight count released).
+    fn start(&mut self, job: Job) {
+        let Job { work, client } = job;
+        let stack = match self.stacks.take() {
+            Ok(stack) => stack,
+            Err(err) => {
+                // On this thread's own stack, outside any coroutine.
+                (work.refuse)(err);
+                return;
+            }
+        };
+        let bounds = (stack.limit().get(), stack.base().get());
+        let run = work.run;
+        let co = Co::with_stack(stack, move |yielder, _first: Resume| {
+            thread_locals::start_coroutine(yielder);
+            run();
+        });
+        let id = self.coroutines.insert(Coroutine {
+            co,
+            stack: bounds,
+            client,
+            waiting: false,
+            readiness: 0,
+            deadline: None,
+            fds: Vec::new(),
+        });
+        self.runnable.push_back((id, Resume::Ready));
     }
 
     /// Makes a waiting coroutine runnable, adding what an event reported to
@@ -262,21 +442,23 @@ impl Worker {
         let Some(coroutine) = self.coroutines.get_mut(id) else {
             return;
         };
-        thread_locals::enter_task(id, coroutine.readiness);
+        thread_locals::enter_task(id, coroutine.readiness, coroutine.stack);
+        let entered = Instant::now();
         // Panics are caught inside, around the handler and the hooks
-        // (process_request_thread); one escaping here (the generator's own,
-        // such as a stack overflow) ends this request, not the worker.
-        let started = std::mem::replace(&mut coroutine.started, true);
-        let yielded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            if started {
-                coroutine.generator.raw_send(Some(resume))
-            } else {
-                coroutine.generator.resume()
-            }
-        }));
+        // (process_request_thread); one escaping here ends this request
+        // (the coroutine is then done), not the worker.
+        let yielded = panic::catch_unwind(AssertUnwindSafe(|| coroutine.co.resume(resume)));
         coroutine.readiness = thread_locals::leave_task();
+        let held = entered.elapsed();
+        if held > SLOW_STEP {
+            let client = coroutine.client.clone();
+            self.warn_slow(held, &client);
+        }
+        let Some(coroutine) = self.coroutines.get_mut(id) else {
+            return;
+        };
         match yielded {
-            Ok(Some(Suspend::Wait { fd, deadline })) if !coroutine.generator.is_done() => {
+            Ok(CoroutineResult::Yield(Suspend::Wait { fd, deadline })) => {
                 if !coroutine.fds.contains(&fd) {
                     coroutine.fds.push(fd);
                 }
@@ -286,10 +468,15 @@ impl Worker {
                     self.deadlines.insert((deadline, id));
                 }
             }
-            Ok(Some(Suspend::Yield)) if !coroutine.generator.is_done() => {
+            Ok(CoroutineResult::Yield(Suspend::Sleep { deadline })) => {
+                coroutine.waiting = true;
+                coroutine.deadline = Some(deadline);
+                self.deadlines.insert((deadline, id));
+            }
+            Ok(CoroutineResult::Yield(Suspend::Yield)) => {
                 self.runnable.push_back((id, Resume::Ready));
             }
-            Ok(_) => self.finish(id),
+            Ok(CoroutineResult::Return(())) => self.finish(id),
             Err(payload) => {
                 log::error!(
                     "a request's coroutine failed outside its handler: {}",
@@ -300,9 +487,192 @@ impl Worker {
         }
     }
 
+    /// Logs that a resumption held this worker for `held`, at most once
+    /// per [`WARN_EVERY`].
+    fn warn_slow(&mut self, held: Duration, client: &Address) {
+        self.unreported_slow_steps += 1;
+        let now = Instant::now();
+        if self
+            .last_warning
+            .is_some_and(|last| now.duration_since(last) < WARN_EVERY)
+        {
+            return;
+        }
+        let others = self.unreported_slow_steps - 1;
+        self.unreported_slow_steps = 0;
+        self.last_warning = Some(now);
+        log::warn!(
+            "{}: the request from {client} kept its coroutine worker from its other requests \
+             for {} ms (over {} ms: a blocking call or a long computation in a handler{})",
+            thread::current().name().unwrap_or("a coroutine worker"),
+            held.as_millis(),
+            SLOW_STEP.as_millis(),
+            if others > 0 {
+                format!("; {others} more such since the last warning")
+            } else {
+                String::new()
+            }
+        );
+    }
+
+    /// Forgets a finished coroutine and keeps its stack for the next.
     fn finish(&mut self, id: u64) {
         if let Some(coroutine) = self.coroutines.remove(id) {
             thread_locals::forget_task(id, &coroutine.fds);
+            // Done (returned, or unwound by a panic): nothing lives on it.
+            self.stacks.give_back(coroutine.co.into_stack());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::os::unix::net::UnixStream;
+    use std::sync::mpsc;
+
+    /// How long a test waits for something that should happen at once
+    /// before it fails rather than hangs.
+    const BOUND: Duration = Duration::from_secs(10);
+
+    fn job(run: impl FnOnce() + Send + 'static, refused: mpsc::Sender<String>) -> Job {
+        Job {
+            work: Work {
+                run: Box::new(run),
+                refuse: Box::new(move |err| refused.send(err.to_string()).unwrap()),
+            },
+            client: Address::Inet(([127, 0, 0, 1], 9).into()),
+        }
+    }
+
+    #[test]
+    fn a_request_without_a_stack_is_refused_and_the_worker_goes_on() {
+        // No address space is this large: every stack fails to map.
+        let workers = Workers::start(1, 1 << 50).unwrap();
+        let (refused, refusals) = mpsc::channel();
+        let (ran, runs) = mpsc::channel();
+        for n in 0..3 {
+            let ran = ran.clone();
+            workers
+                .submit(job(move || ran.send(n).unwrap(), refused.clone()))
+                .map_err(|(_, err)| err)
+                .unwrap();
+        }
+        for _ in 0..3 {
+            let refusal = refusals.recv_timeout(BOUND).unwrap();
+            assert!(
+                refusal.contains("cannot map a coroutine stack"),
+                "{refusal}"
+            );
+        }
+        drop(ran);
+        workers.stop(true);
+        // None ran; the worker refused all three and then exited when told.
+        assert_eq!(runs.try_recv(), Err(mpsc::TryRecvError::Disconnected));
+    }
+
+    #[test]
+    fn a_worker_whose_loop_panics_starts_again_with_its_coroutines() {
+        let workers = Workers::start(1, 64 * 1024).unwrap();
+        let (refused, refusals) = mpsc::channel();
+        let (done, finished) = mpsc::channel();
+        let (mut peer, socket) = UnixStream::pair().unwrap();
+        socket.set_nonblocking(true).unwrap();
+        // A suspended coroutine: it waits for its socket.
+        let waiting = done.clone();
+        let (entered, has_entered) = mpsc::channel();
+        workers
+            .submit(job(
+                move || {
+                    entered.send(()).unwrap();
+                    super::super::suspend::wait_readable(socket.as_fd(), Some(BOUND)).unwrap();
+                    waiting.send("waited").unwrap();
+                },
+                refused.clone(),
+            ))
+            .map_err(|(_, err)| err)
+            .unwrap();
+        has_entered.recv_timeout(BOUND).unwrap();
+        workers.inject_panic();
+        // Taken after the panic, by the loop started again.
+        let after = done.clone();
+        workers
+            .submit(job(move || after.send("after").unwrap(), refused))
+            .map_err(|(_, err)| err)
+            .unwrap();
+        assert_eq!(finished.recv_timeout(BOUND), Ok("after"));
+        // The coroutine suspended before the panic is still there, and
+        // still resumed by its socket.
+        peer.write_all(b"x").unwrap();
+        assert_eq!(finished.recv_timeout(BOUND), Ok("waited"));
+        assert!(refusals.try_recv().is_err(), "nothing refused");
+        workers.stop(true);
+    }
+
+    /// Every warning logged by this test binary (the one logger a unit
+    /// test installs).
+    struct Warnings {
+        records: parking_lot::Mutex<Vec<String>>,
+        arrived: parking_lot::Condvar,
+    }
+
+    static WARNINGS: Warnings = Warnings {
+        records: parking_lot::Mutex::new(Vec::new()),
+        arrived: parking_lot::Condvar::new(),
+    };
+
+    impl log::Log for Warnings {
+        fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+            metadata.level() <= log::Level::Warn
+        }
+        fn log(&self, record: &log::Record<'_>) {
+            if self.enabled(record.metadata()) {
+                self.records.lock().push(record.args().to_string());
+                self.arrived.notify_all();
+            }
+        }
+        fn flush(&self) {}
+    }
+
+    #[test]
+    fn a_resumption_that_holds_the_worker_too_long_is_logged_with_its_client() {
+        log::set_logger(&WARNINGS).unwrap();
+        log::set_max_level(log::LevelFilter::Warn);
+        let workers = Workers::start(1, 64 * 1024).unwrap();
+        let (refused, _refusals) = mpsc::channel();
+        // The mistake the warning is for: a blocking call in a handler.
+        let blocked = SLOW_STEP + Duration::from_millis(50);
+        workers
+            .submit(job(move || thread::sleep(blocked), refused))
+            .map_err(|(_, err)| err)
+            .unwrap();
+        let deadline = Instant::now() + BOUND;
+        let mut records = WARNINGS.records.lock();
+        let warning = loop {
+            if let Some(warning) = records
+                .iter()
+                .find(|r| r.contains("kept its coroutine worker"))
+            {
+                break warning.clone();
+            }
+            assert!(
+                !WARNINGS
+                    .arrived
+                    .wait_until(&mut records, deadline)
+                    .timed_out(),
+                "no warning: {records:?}"
+            );
+        };
+        drop(records);
+        assert!(
+            warning.starts_with("socketserver-coroutines-0: "),
+            "{warning}"
+        );
+        assert!(
+            warning.contains("the request from 127.0.0.1:9"),
+            "{warning}"
+        );
+        workers.stop(true);
     }
 }
