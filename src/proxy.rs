@@ -10,6 +10,7 @@ use std::time::Duration;
 use nix::sys::socket::{recv, MsgFlags};
 use ppp::{v1, v2, HeaderResult};
 
+use crate::handler::deadline::{Deadline, WithDeadline};
 use crate::handler::Connection;
 use crate::mixin::suspend::{self, Interest};
 use crate::Address;
@@ -75,12 +76,14 @@ const V2_MAX: usize = 16 + 4096;
 /// Reads the header from `connection`, consuming exactly its bytes, and
 /// returns the client address it carries (`None` for a health check:
 /// v1 UNKNOWN, v2 LOCAL or unspecified).
-fn read_header(
-    mut connection: Connection<'_>,
-    timeout: Duration,
-) -> io::Result<Option<SocketAddr>> {
-    connection.set_timeout(Some(timeout))?;
-    let header = read_header_bytes(&mut connection).map_err(|err| match err.kind() {
+fn read_header(connection: Connection<'_>, timeout: Duration) -> io::Result<Option<SocketAddr>> {
+    // The whole header within `timeout`: each read gets the time left, so
+    // a balancer (or anyone) trickling it is cut.
+    let mut reader = WithDeadline {
+        connection,
+        deadline: Deadline::after(Some(timeout)),
+    };
+    let header = read_header_bytes(&mut reader).map_err(|err| match err.kind() {
         io::ErrorKind::TimedOut => io::Error::new(
             err.kind(),
             format!("no PROXY protocol header within {timeout:?}"),
@@ -91,13 +94,14 @@ fn read_header(
     parse(&header?)
 }
 
-fn read_header_bytes(connection: &mut Connection<'_>) -> io::Result<Vec<u8>> {
+fn read_header_bytes(reader: &mut WithDeadline<'_>) -> io::Result<Vec<u8>> {
+    let connection = reader.connection;
     // v1 is at least 15 bytes, v2's signature 12: these 12 are header either way.
     let mut header = vec![0; V2_SIGNATURE.len()];
-    connection.read_exact(&mut header).map_err(truncated)?;
+    reader.read_exact(&mut header).map_err(truncated)?;
     if header == V2_SIGNATURE {
         let mut rest = [0; 4];
-        connection.read_exact(&mut rest).map_err(truncated)?;
+        reader.read_exact(&mut rest).map_err(truncated)?;
         header.extend_from_slice(&rest);
         let len = usize::from(u16::from_be_bytes([rest[2], rest[3]]));
         if 16 + len > V2_MAX {
@@ -105,9 +109,7 @@ fn read_header_bytes(connection: &mut Connection<'_>) -> io::Result<Vec<u8>> {
         }
         let start = header.len();
         header.resize(start + len, 0);
-        connection
-            .read_exact(&mut header[start..])
-            .map_err(truncated)?;
+        reader.read_exact(&mut header[start..]).map_err(truncated)?;
         return Ok(header);
     }
     if !header.starts_with(b"PROXY ") {
@@ -120,6 +122,7 @@ fn read_header_bytes(connection: &mut Connection<'_>) -> io::Result<Vec<u8>> {
     let mut buf = [0; V1_MAX];
     loop {
         let window = V1_MAX - header.len();
+        reader.deadline.before_io(&connection)?;
         let available = suspend::io(connection.as_fd(), Interest::Read, || {
             recv(
                 connection.as_raw_fd(),
@@ -146,7 +149,7 @@ fn read_header_bytes(connection: &mut Connection<'_>) -> io::Result<Vec<u8>> {
         let take = end.unwrap_or(available);
         let start = header.len();
         header.resize(start + take, 0);
-        connection.read_exact(&mut header[start..])?;
+        reader.read_exact(&mut header[start..])?;
         if end.is_some() {
             return Ok(header);
         }

@@ -17,6 +17,7 @@ use rustls::{ServerConfig, ServerConnection};
 use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
 
+use crate::handler::deadline::{Deadline, WithDeadline};
 use crate::handler::Connection;
 
 /// How long a TLS handshake may take when the handler sets no timeout.
@@ -96,8 +97,12 @@ impl TlsStream {
             session: RefCell::new(session),
             socket,
         };
-        let mut transport = stream.transport();
-        transport.set_timeout(Some(timeout))?;
+        // The whole handshake within `timeout`: each read and write gets
+        // the time left, so a client trickling its ClientHello is cut.
+        let mut transport = WithDeadline {
+            connection: stream.transport(),
+            deadline: Deadline::after(Some(timeout)),
+        };
         let mut session = stream.session.borrow_mut();
         while session.is_handshaking() {
             session
@@ -111,7 +116,7 @@ impl TlsStream {
                 })?;
         }
         drop(session);
-        transport.set_timeout(None)?;
+        transport.connection.set_timeout(None)?;
         Ok(stream)
     }
 
@@ -140,8 +145,13 @@ impl TlsStream {
 
     pub(crate) fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
         match self.stream(|s| s.read(buf)) {
-            // A client that closes without close_notify: the end all the same.
-            Err(err) if err.kind() == io::ErrorKind::UnexpectedEof => Ok(0),
+            // A client that closes without close_notify: not a clean end of
+            // file, since an attacker who cuts the connection could make a
+            // request or an upload look whole. Said so, as rustls does.
+            Err(err) if err.kind() == io::ErrorKind::UnexpectedEof => Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the TLS peer closed the connection without close_notify: what was read may be truncated",
+            )),
             result => result,
         }
     }

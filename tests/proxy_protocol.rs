@@ -117,3 +117,57 @@ fn missing_malformed_or_late_headers_are_refused() {
         assert_eq!(server.count("handle_error"), 3);
     });
 }
+
+/// "ADDRESS LINE" back to the client.
+fn whoami_handler(r: &mut StreamRequest<'_>) -> io::Result<()> {
+    let mut line = String::new();
+    io::BufRead::read_line(&mut r.rfile, &mut line)?;
+    r.wfile
+        .write_all(format!("{} {}", r.client_address, line).as_bytes())
+}
+
+/// The header has a deadline, not a per-read timeout: clients trickling a
+/// v1 header a byte every 300 ms (each byte well within the 1 s timeout)
+/// hold a pool of 2 — and a sync server — only until the deadline; then a
+/// balancer's real connection is served. (With a per-read timeout the
+/// 45-byte trickle held them for 13 s.)
+#[test]
+fn a_trickled_header_is_cut_at_its_deadline() {
+    bounded(LIMIT, || {
+        let required = ProxyProtocol::Required {
+            timeout: Duration::from_secs(1),
+        };
+        let mut pool =
+            socketserver::ThreadPoolTCPServer::new("127.0.0.1:0", whoami_handler).unwrap();
+        pool.mixin.workers = 2;
+        pool.proxy_protocol = required;
+        let mut sync = TCPServer::new("127.0.0.1:0", whoami_handler).unwrap();
+        sync.proxy_protocol = required;
+        let (pool, sync) = (Arc::new(pool), Arc::new(sync));
+        let servings = [util::serve(&pool, None), util::serve(&sync, None)];
+        let header = b"PROXY TCP4 203.0.113.7 127.0.0.1 5555 443\r\n";
+        for (name, address, tricklers) in [
+            ("pool of 2", pool.server_address(), 2),
+            ("sync", sync.server_address(), 1),
+        ] {
+            let trickling: Vec<_> = (0..tricklers)
+                .map(|_| util::trickle(address, header.to_vec(), Duration::from_millis(300)))
+                .collect();
+            let started = std::time::Instant::now();
+            let reply = exchange(address, &[header, b"hello\n"]);
+            let served_after = started.elapsed();
+            assert_eq!(reply, b"203.0.113.7:5555 hello\n", "{name}");
+            let cut_after: Vec<_> = trickling.into_iter().map(|t| t.join().unwrap()).collect();
+            eprintln!("{name}: trickled headers cut after {cut_after:?}; the balancer's connection served after {served_after:?}");
+            assert!(
+                served_after < Duration::from_secs(5),
+                "{name}: served once the deadline freed the server: {served_after:?}"
+            );
+        }
+        pool.shutdown().unwrap();
+        sync.shutdown().unwrap();
+        for serving in servings {
+            serving.join().unwrap().unwrap();
+        }
+    });
+}

@@ -217,3 +217,118 @@ fn missing_or_bad_pem_files_name_the_file() {
     let err = tls::server_config_from_pem(&empty, &empty).unwrap_err();
     assert!(err.to_string().contains("empty.pem"), "{err}");
 }
+
+/// The first flight of a real rustls client: a ClientHello's bytes.
+fn client_hello() -> Vec<u8> {
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(rustls::RootCertStore::empty())
+    .with_no_client_auth();
+    let mut session =
+        rustls::ClientConnection::new(Arc::new(config), ServerName::try_from("localhost").unwrap())
+            .unwrap();
+    let mut hello = Vec::new();
+    session.write_tls(&mut hello).unwrap();
+    hello
+}
+
+/// The handshake has a deadline, not a per-read timeout: two clients
+/// trickling a ClientHello a byte every 300 ms (each byte well within the
+/// 1 s timeout) hold a pool of 2 — and a sync server — only until the
+/// deadline; then a real client is served. (With a per-read timeout the
+/// ~250-byte trickle held both workers for over a minute.)
+#[test]
+fn a_trickled_handshake_is_cut_at_its_deadline() {
+    bounded(LIMIT, || {
+        let certificate = certificate();
+        let config = tls::server_config_from_pem(&certificate.chain, &certificate.key).unwrap();
+        let mut pool = socketserver::ThreadPoolTCPServer::new(
+            "127.0.0.1:0",
+            util::TimedEcho(Duration::from_secs(1)),
+        )
+        .unwrap();
+        pool.mixin.workers = 2;
+        pool.tls = Some(Arc::clone(&config));
+        let mut sync =
+            socketserver::TCPServer::new("127.0.0.1:0", util::TimedEcho(Duration::from_secs(1)))
+                .unwrap();
+        sync.tls = Some(config);
+        let (pool, sync) = (Arc::new(pool), Arc::new(sync));
+        let servings = [serve(&pool, None), serve(&sync, None)];
+        for (name, address, tricklers) in [
+            ("pool of 2", pool.server_address(), 2),
+            ("sync", sync.server_address(), 1),
+        ] {
+            let trickling: Vec<_> = (0..tricklers)
+                .map(|_| util::trickle(address, client_hello(), Duration::from_millis(300)))
+                .collect();
+            let started = std::time::Instant::now();
+            let reply = rustls_exchange(address, &certificate.der, TEST_STR).unwrap();
+            assert_eq!(reply, TEST_STR);
+            let served_after = started.elapsed();
+            let cut_after: Vec<_> = trickling.into_iter().map(|t| t.join().unwrap()).collect();
+            eprintln!("{name}: trickled handshakes cut after {cut_after:?}; a real client served after {served_after:?}");
+            assert!(
+                served_after < Duration::from_secs(5),
+                "{name}: served once the deadline freed the server, not after the trickle: {served_after:?}"
+            );
+        }
+        pool.shutdown().unwrap();
+        sync.shutdown().unwrap();
+        for serving in servings {
+            serving.join().unwrap().unwrap();
+        }
+    });
+}
+
+/// A TLS connection cut without close_notify is not a clean end of file:
+/// the handler's read fails with `UnexpectedEof`, saying so (an attacker who
+/// cuts a connection must not make a partial request look whole).
+#[test]
+fn a_cut_without_close_notify_reads_as_truncated() {
+    bounded(LIMIT, || {
+        let certificate = certificate();
+        let mut base = socketserver::TCPServer::new("127.0.0.1:0", line_echo).unwrap();
+        base.tls = Some(tls::server_config_from_pem(&certificate.chain, &certificate.key).unwrap());
+        let server = Arc::new(util::Recorder::new(base));
+        let address = server.server_address();
+        let client = std::thread::spawn({
+            let root = certificate.der.clone();
+            move || {
+                let mut roots = rustls::RootCertStore::empty();
+                roots.add(root).unwrap();
+                let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+                    rustls::crypto::ring::default_provider(),
+                ))
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+                let session = rustls::ClientConnection::new(
+                    Arc::new(config),
+                    ServerName::try_from("localhost").unwrap(),
+                )
+                .unwrap();
+                let socket = TcpStream::connect(address).unwrap();
+                socket.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
+                let mut stream = rustls::StreamOwned::new(session, socket);
+                // Half a line, sent once the handshake is done; then the
+                // TCP connection is cut, with no close_notify.
+                stream.write_all(b"half a li").unwrap();
+                while stream.conn.wants_write() || stream.conn.is_handshaking() {
+                    stream.conn.complete_io(&mut stream.sock).unwrap();
+                }
+                stream.sock.shutdown(std::net::Shutdown::Both).unwrap();
+            }
+        });
+        server.handle_request().unwrap();
+        client.join().unwrap();
+        let errors = server.calls_to("handle_error");
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].contains("without close_notify"), "{errors:?}");
+        server.server_close();
+    });
+}

@@ -15,6 +15,7 @@
 
 mod connection;
 mod datagram;
+pub(crate) mod deadline;
 pub(crate) mod keep_alive;
 mod socket_writer;
 mod stream;

@@ -531,3 +531,19 @@ pub fn payload(seed: u64, len: usize) -> Vec<u8> {
         })
         .collect()
 }
+
+/// A client sending `bytes` one every `pace` (the attack's input), until
+/// the server cuts it; returns how long after connecting it was cut.
+pub fn trickle(address: SocketAddr, bytes: Vec<u8>, pace: Duration) -> JoinHandle<Duration> {
+    let stream = TcpStream::connect(address).unwrap();
+    thread::spawn(move || {
+        let started = Instant::now();
+        for byte in bytes {
+            if (&stream).write_all(&[byte]).is_err() {
+                return started.elapsed();
+            }
+            thread::sleep(pace);
+        }
+        panic!("the whole trickle was taken: no deadline");
+    })
+}
