@@ -24,13 +24,15 @@ pub(crate) fn install_hook() {
         let previous = panic::take_hook();
         panic::set_hook(Box::new(move |info| {
             // With panic = "abort" nothing is caught: print as usual.
-            if cfg!(panic = "unwind") && CAPTURING.with(Cell::get) {
+            // try_with: a panic during thread teardown, after the
+            // thread-locals are gone, is passed on, not a second panic.
+            if cfg!(panic = "unwind") && CAPTURING.try_with(Cell::get).unwrap_or(false) {
                 let location = info
                     .location()
                     .map(|l| format!(" at {}:{}", l.file(), l.line()))
                     .unwrap_or_default();
                 let message = format!("{}{location}", payload_message(info.payload()));
-                MESSAGE.with(|m| *m.borrow_mut() = Some(message));
+                let _ = MESSAGE.try_with(|m| *m.borrow_mut() = Some(message));
             } else {
                 previous(info);
             }
