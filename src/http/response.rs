@@ -285,7 +285,14 @@ impl<'r> HTTPRequest<'r> {
             .try_into()
             .map_err(|e| invalid_input(format!("bad header value for {name}: {}", e.into())))?;
         let head = &mut self.wfile.head;
-        head.extend_from_slice(name.as_str().as_bytes());
+        // HeaderName is lower case; the wire gets the usual capitals
+        // (`Content-Length`), as Python's clients and logs show them.
+        let mut upper = true;
+        head.extend(name.as_str().bytes().map(|b| {
+            let b = if upper { b.to_ascii_uppercase() } else { b };
+            upper = b == b'-';
+            b
+        }));
         head.extend_from_slice(b": ");
         head.extend_from_slice(value.as_bytes());
         head.extend_from_slice(b"\r\n");
