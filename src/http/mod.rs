@@ -39,6 +39,8 @@ mod response;
 mod server;
 mod simple;
 
+/// The `http` crate's types that this module's API takes and returns.
+pub use ::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 pub use adapter::HTTPHandler;
 pub use body::{Body, BodyTooLarge};
 pub use handler::{

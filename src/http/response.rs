@@ -377,7 +377,10 @@ impl<'r> HTTPRequest<'r> {
 
     /// The 501 of a method without a `do_*`.
     pub(crate) fn send_unsupported(&mut self) -> io::Result<()> {
-        let message = format!("Unsupported method ({:?})", self.command);
+        let message = format!(
+            "Unsupported method ({})",
+            super::request::py_repr(&self.command)
+        );
         self.send_error_message(501, Some(&message), None)
     }
 
