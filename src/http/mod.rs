@@ -51,3 +51,8 @@ pub use response::{HTTPRequest, ResponseWriter};
 pub use server::{HTTPSServer, ThreadingHTTPSServer};
 pub use server::{HTTPServer, ThreadingHTTPServer};
 pub use simple::SimpleHTTPRequestHandler;
+
+/// docs/http.md's code, compiled as doctests so that the guide stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/http.md")]
+pub struct HttpGuideDoctests;
