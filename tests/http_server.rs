@@ -1102,19 +1102,7 @@ fn curl_gets_a_file_a_listing_and_a_range() {
         let t = tree();
         let server = simple(&t.served, "HTTP/1.1");
         let base = format!("http://{}", server.address());
-        let curl = |args: &[&str]| {
-            let output = std::process::Command::new("curl")
-                .args(["-sS", "--max-time", "10"])
-                .args(args)
-                .output()
-                .unwrap();
-            assert!(
-                output.status.success(),
-                "{}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-            String::from_utf8(output.stdout).unwrap()
-        };
+        let curl = |args: &[&str]| String::from_utf8(util::http::curl(args)).unwrap();
         assert_eq!(
             curl(&[&format!("{base}/test")]),
             "We are the knights who say Ni!"

@@ -143,25 +143,14 @@ fn https_with_tls_cert_and_key() {
         ]);
         let url = format!("https://localhost:{}/hello.txt", server.port());
         let resolve = format!("localhost:{}:127.0.0.1", server.port());
-        let output = std::process::Command::new("curl")
-            .args([
-                "-sS",
-                "--max-time",
-                "10",
-                "--cacert",
-                cert.to_str().unwrap(),
-                "--resolve",
-                &resolve,
-                &url,
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        assert_eq!(output.stdout, b"hello from http\n");
+        let output = util::http::curl(&[
+            "--cacert",
+            cert.to_str().unwrap(),
+            "--resolve",
+            &resolve,
+            &url,
+        ]);
+        assert_eq!(output, b"hello from http\n");
         assert!(server.terminate().success());
     });
 }
