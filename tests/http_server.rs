@@ -1124,6 +1124,40 @@ fn curl_gets_a_file_a_listing_and_a_range() {
     });
 }
 
+/// Python 3.14's HTTPSServer: curl fetches a file over TLS.
+#[cfg(feature = "tls")]
+#[test]
+fn https_server_new_tls() {
+    if !require_tool("curl") {
+        return;
+    }
+    bounded(LIMIT, || {
+        let t = tree();
+        let rcgen::CertifiedKey { cert, signing_key } =
+            rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+        let (cert_path, key_path) = (t.root.join("cert.pem"), t.root.join("key.pem"));
+        std::fs::write(&cert_path, cert.pem()).unwrap();
+        std::fs::write(&key_path, signing_key.serialize_pem()).unwrap();
+        let config = socketserver::tls::server_config_from_pem(&cert_path, &key_path).unwrap();
+        let server = socketserver::http::HTTPSServer::<ThreadingMixIn>::new_tls(
+            "127.0.0.1:0",
+            Quiet(SimpleHTTPRequestHandler::new(&t.served)),
+            config,
+        )
+        .unwrap();
+        let server = start_with(server);
+        let port = server.address().port();
+        let resolve = format!("localhost:{port}:127.0.0.1");
+        let url = format!("https://localhost:{port}/test");
+        let cacert = cert_path.to_str().unwrap();
+        let both = util::http::curl(&["--cacert", cacert, "--resolve", &resolve, &url, &url]);
+        assert_eq!(
+            both,
+            b"We are the knights who say Ni!We are the knights who say Ni!"
+        );
+    });
+}
+
 /// A file larger than the copy buffer arrives whole, on a kept connection.
 #[test]
 fn simple_http_server_large_file() {

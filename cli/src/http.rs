@@ -52,6 +52,7 @@ struct HttpServer {
 impl Build for HttpServer {
     type Transport = Tcp;
     fn build<M: MixIn + Default>(self) -> io::Result<Server<Tcp, M>> {
+        // Mutated only with the tls feature.
         #[allow(unused_mut)]
         let mut server = HTTPServer::<M>::unbound(self.bind.as_str(), self.handler)?;
         #[cfg(feature = "tls")]

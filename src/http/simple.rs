@@ -332,7 +332,6 @@ fn not_modified(request: &HTTPRequest<'_>, etag: &str, modified: SystemTime) -> 
 /// One byte range (`Ok(Some((first, last)))`), none (`Ok(None)`: the whole
 /// file — also for several ranges or a stale `If-Range`), or unsatisfiable
 /// (`Err`).
-#[allow(clippy::result_unit_err)]
 fn range(
     request: &HTTPRequest<'_>,
     len: u64,
