@@ -123,6 +123,17 @@ fn status(reply: &str) -> u16 {
     line.split(' ').nth(1).unwrap().parse().unwrap()
 }
 
+/// Sends each request on a connection of its own and checks the status
+/// answered — and that no response came from a request smuggled inside.
+fn expect_statuses(address: SocketAddr, cases: &[(&[u8], u16)]) {
+    for (input, code) in cases {
+        let reply = exchange(address, input);
+        let request = String::from_utf8_lossy(input);
+        assert_eq!(status(&reply), *code, "{request:?} → {reply:?}");
+        assert!(!reply.contains("smuggled"), "{request:?} → {reply:?}");
+    }
+}
+
 /// A header of the first response, case-insensitive.
 fn header<'a>(reply: &'a str, name: &str) -> Option<&'a str> {
     let head = reply.split("\r\n\r\n").next()?;
@@ -280,15 +291,7 @@ fn base_http_server_test_case_versions_and_methods() {
             (&request("KEYERROR", "/", "HTTP/1.1"), 999), // test_internal_key_error
             (&request("CUSTOM", "/", "HTTP/1.1"), 999), // test_return_custom_status
         ];
-        for (input, code) in cases {
-            let reply = exchange(a, input);
-            assert_eq!(
-                status(&reply),
-                *code,
-                "{:?} → {reply:?}",
-                String::from_utf8_lossy(input)
-            );
-        }
+        expect_statuses(a, cases);
     });
 }
 
@@ -651,16 +654,7 @@ fn attacks_on_the_request_parser_and_bodies() {
             (b"GET / HTTP/1.1\r\nNo colon here\r\n\r\n", 400),
             (b"GET / HTTP/1.1\r\nBad Name: x\r\n\r\n", 400),
         ];
-        for (input, code) in cases {
-            let reply = exchange(a, input);
-            assert_eq!(
-                status(&reply),
-                *code,
-                "{:?} → {reply:?}",
-                String::from_utf8_lossy(input)
-            );
-            assert!(!reply.contains("smuggled"));
-        }
+        expect_statuses(a, cases);
         // A chunked body past the limit: 413 once it is read.
         let mut big = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
         for _ in 0..3 {
@@ -802,6 +796,13 @@ fn simple(dir: &Path, protocol: &str) -> Running<ThreadingMixIn> {
     start(Quiet(handler))
 }
 
+/// [`tree`], served by [`simple`].
+fn site(protocol: &str) -> (Tree, Running<ThreadingMixIn>) {
+    let t = tree();
+    let server = simple(&t.served, protocol);
+    (t, server)
+}
+
 fn get(a: SocketAddr, path: &str) -> String {
     exchange(
         a,
@@ -812,8 +813,7 @@ fn get(a: SocketAddr, path: &str) -> String {
 #[test]
 fn simple_http_server_test_case_test_get() {
     bounded(LIMIT, || {
-        let t = tree();
-        let server = simple(&t.served, "HTTP/1.0");
+        let (t, server) = site("HTTP/1.0");
         let a = server.address();
         let reply = get(a, "/test");
         assert_eq!(status(&reply), 200);
@@ -874,8 +874,7 @@ fn simple_http_server_test_case_test_get() {
 #[test]
 fn simple_http_server_test_case_test_browser_cache() {
     bounded(LIMIT, || {
-        let t = tree();
-        let server = simple(&t.served, "HTTP/1.1");
+        let (_t, server) = site("HTTP/1.1");
         let a = server.address();
         let first = get(a, "/test");
         let last_modified = header(&first, "Last-Modified").unwrap().to_owned();
@@ -910,8 +909,7 @@ fn simple_http_server_test_case_test_browser_cache() {
 #[test]
 fn simple_http_server_test_case_ranges() {
     bounded(LIMIT, || {
-        let t = tree();
-        let server = simple(&t.served, "HTTP/1.1");
+        let (_t, server) = site("HTTP/1.1");
         let a = server.address();
         let range = |spec: &str| {
             exchange(
@@ -997,8 +995,7 @@ fn simple_http_request_handler_test_case_translate_path() {
 #[test]
 fn attacks_path_traversal_and_open_redirects() {
     bounded(LIMIT, || {
-        let t = tree();
-        let server = simple(&t.served, "HTTP/1.1");
+        let (t, server) = site("HTTP/1.1");
         let a = server.address();
         let traversals = [
             "/../secret",
@@ -1053,8 +1050,7 @@ fn python_http_client_keep_alive_pipelining_head_304_range() {
         return;
     }
     bounded(LIMIT, || {
-        let t = tree();
-        let server = simple(&t.served, "HTTP/1.1");
+        let (_t, server) = site("HTTP/1.1");
         let port = server.address().port().to_string();
         let out = python(
             r#"
@@ -1099,8 +1095,7 @@ fn curl_gets_a_file_a_listing_and_a_range() {
         return;
     }
     bounded(LIMIT, || {
-        let t = tree();
-        let server = simple(&t.served, "HTTP/1.1");
+        let (_t, server) = site("HTTP/1.1");
         let base = format!("http://{}", server.address());
         let curl = |args: &[&str]| String::from_utf8(util::http::curl(args)).unwrap();
         assert_eq!(
