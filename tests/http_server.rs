@@ -731,7 +731,15 @@ fn attacks_slowloris_against_a_pool_of_two() {
                 })
             })
             .collect();
-        // A real client, while the two trickle.
+        // A real client, once both workers are held by the tricklers.
+        let waiting = Instant::now();
+        while server.server.mixin.stats().active < 2 {
+            assert!(
+                waiting.elapsed() < CLIENT_TIMEOUT,
+                "the tricklers were never served"
+            );
+            std::thread::yield_now();
+        }
         let started = Instant::now();
         let reply = exchange(a, b"GET /real HTTP/1.1\r\nConnection: close\r\n\r\n");
         assert_eq!(status(&reply), 200);
