@@ -1161,32 +1161,58 @@ fn https_server_new_tls() {
     });
 }
 
-/// A file larger than the copy buffer arrives whole, on a kept connection.
+/// A file larger than the copy buffer arrives whole, twice on a kept
+/// connection, and a range of it: through sendfile(2) (threading) and
+/// through the buffer (coroutines, whose sockets are non-blocking).
 #[test]
 fn simple_http_server_large_file() {
     bounded(LIMIT, || {
         let t = tree();
         let data = util::payload(7, 3 << 20);
         std::fs::write(t.served.join("big.bin"), &data).unwrap();
-        let server = simple(&t.served, "HTTP/1.1");
-        let mut stream = connect(server.address());
-        for _ in 0..2 {
-            stream.write_all(b"GET /big.bin HTTP/1.1\r\n\r\n").unwrap();
-            let mut reader = BufReader::new(&stream);
-            let mut length = 0;
-            loop {
-                let mut line = String::new();
-                reader.read_line(&mut line).unwrap();
-                if line == "\r\n" {
-                    break;
-                }
-                if let Some(v) = line.strip_prefix("Content-Length: ") {
-                    length = v.trim().parse().unwrap();
-                }
-            }
-            let mut body = vec![0; length];
-            reader.read_exact(&mut body).unwrap();
-            assert!(body == data);
+        let threading = simple(&t.served, "HTTP/1.1");
+        fetch_big(threading.address(), &data);
+        #[cfg(feature = "coroutine")]
+        {
+            let mut handler = SimpleHTTPRequestHandler::new(&t.served);
+            handler.options.protocol_version = "HTTP/1.1".into();
+            let coroutines = start::<socketserver::CoroutineMixIn>(Quiet(handler));
+            fetch_big(coroutines.address(), &data);
         }
     });
+}
+
+fn fetch_big(address: SocketAddr, data: &[u8]) {
+    let mut stream = connect(address);
+    let requests: [(&[u8], &[u8]); 3] = [
+        (b"GET /big.bin HTTP/1.1\r\n\r\n", data),
+        (b"GET /big.bin HTTP/1.1\r\n\r\n", data),
+        (
+            b"GET /big.bin HTTP/1.1\r\nRange: bytes=100000-2999999\r\n\r\n",
+            &data[100_000..3_000_000],
+        ),
+    ];
+    for (request, expected) in requests {
+        stream.write_all(request).unwrap();
+        let mut reader = BufReader::new(&stream);
+        let mut length = 0;
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            if line == "\r\n" {
+                break;
+            }
+            if let Some(v) = line.strip_prefix("Content-Length: ") {
+                length = v.trim().parse().unwrap();
+            }
+        }
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body).unwrap();
+        assert!(
+            body == expected,
+            "{} bytes, {} expected",
+            body.len(),
+            expected.len()
+        );
+    }
 }
