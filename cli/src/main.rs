@@ -9,6 +9,7 @@ mod demo;
 mod echo;
 mod exec;
 mod files;
+mod http;
 mod run;
 mod time;
 mod whoami;
@@ -52,6 +53,8 @@ enum Command {
     Exec(exec::ExecArgs),
     /// The message and file server (the tutorial's Python Transceiver protocol).
     Files(files::FilesArgs),
+    /// Serve a directory over HTTP (Python's `python -m http.server`).
+    Http(http::HttpArgs),
     /// The UDP "QQ chat" server: replies from stdin, or automatically.
     Chat(chat::ChatArgs),
     /// Reply with the client's address as the server sees it (behind a
@@ -131,6 +134,7 @@ fn main() -> ExitCode {
             Some(Command::Time(args)) => time::run(args),
             Some(Command::Exec(args)) => exec::run(args),
             Some(Command::Files(args)) => files::run(args),
+            Some(Command::Http(args)) => http::run(args),
             Some(Command::Chat(args)) => chat::run(args),
             Some(Command::Whoami(args)) => whoami::run(args),
             Some(Command::Client(command)) => client::run(command),

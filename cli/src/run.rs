@@ -247,7 +247,7 @@ pub fn init_restart(ready_timeout_secs: f64) -> io::Result<()> {
 
 /// The listening socket a predecessor passed, if this process was started
 /// by a restart (and has not taken it yet).
-fn inherited_socket() -> Option<OwnedFd> {
+pub fn inherited_socket() -> Option<OwnedFd> {
     lock(&INHERITED).as_mut()?.take(0)
 }
 
