@@ -35,6 +35,7 @@ impl Deadline {
     }
 
     /// Whether a deadline is set.
+    #[cfg(feature = "http")]
     pub(crate) fn is_set(&self) -> bool {
         self.at.is_some()
     }

@@ -15,6 +15,8 @@
 
 mod connection;
 mod datagram;
+// Used by the handshakes (TLS, PROXY) and the HTTP request head.
+#[cfg(any(feature = "tls", feature = "proxy", feature = "http"))]
 pub(crate) mod deadline;
 pub(crate) mod keep_alive;
 mod socket_writer;

@@ -121,6 +121,8 @@ pub(crate) fn hand_over<S: BaseServer + ?Sized, T>(
 /// `handle_error` and shuts the request down. Either releases `running`.
 pub(crate) struct Work {
     pub(crate) run: Box<dyn FnOnce() + Send>,
+    // Only the coroutine runner (feature `coroutine`) refuses work.
+    #[cfg_attr(not(feature = "coroutine"), allow(dead_code))]
     pub(crate) refuse: Box<dyn FnOnce(std::io::Error) + Send>,
 }
 
