@@ -3,7 +3,9 @@
 //! trickles one byte just before every per-read timeout (slowloris) still
 //! runs out of time.
 
-use std::io::{self, Read, Write};
+use std::io;
+#[cfg(any(feature = "tls", feature = "proxy"))]
+use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 use super::Connection;
@@ -42,13 +44,15 @@ impl Deadline {
 }
 
 /// A connection whose every read and write gets the time left before
-/// `deadline`.
+/// `deadline` (the handshakes').
+#[cfg(any(feature = "tls", feature = "proxy"))]
 #[derive(Debug)]
 pub(crate) struct WithDeadline<'a> {
     pub(crate) connection: Connection<'a>,
     pub(crate) deadline: Deadline,
 }
 
+#[cfg(any(feature = "tls", feature = "proxy"))]
 impl Read for WithDeadline<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.deadline.before_io(&self.connection)?;
@@ -56,6 +60,7 @@ impl Read for WithDeadline<'_> {
     }
 }
 
+#[cfg(any(feature = "tls", feature = "proxy"))]
 impl Write for WithDeadline<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.deadline.before_io(&self.connection)?;
@@ -67,7 +72,7 @@ impl Write for WithDeadline<'_> {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, any(feature = "tls", feature = "proxy")))]
 mod tests {
     use super::*;
     use std::net::{TcpListener, TcpStream};
