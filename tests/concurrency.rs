@@ -174,9 +174,7 @@ fn panic_isolation_coroutine() {
 #[test]
 fn pool_keeps_its_workers_through_panics() {
     bounded(LIMIT, || {
-        let mut server = ThreadPoolTCPServer::new("127.0.0.1:0", panicky).unwrap();
-        server.mixin.workers = 1;
-        let server = Serving::start(server);
+        let server = Serving::start(util::pool_server(1, panicky));
         assert_eq!(hammer(server.server_address(), 2000, 4), 1000);
         let server = server.stop();
         server.server_close(); // the last worker may still be closing its request
@@ -195,8 +193,7 @@ fn with_slowloris(
     configure: impl FnOnce(&mut ThreadPoolMixIn),
     body: impl FnOnce(&ThreadPoolTCPServer),
 ) {
-    let mut server = ThreadPoolTCPServer::new("127.0.0.1:0", TimedEcho(timeout)).unwrap();
-    server.mixin.workers = 4;
+    let mut server = util::pool_server(4, TimedEcho(timeout));
     configure(&mut server.mixin);
     let server = Serving::start(server);
     let silent: Vec<_> = (0..50)
@@ -300,8 +297,7 @@ impl BaseServer for Busy {
 fn pool_reject_policy_answers_busy() {
     bounded(LIMIT, || {
         let (handler, hold) = hold_echo();
-        let mut base = ThreadPoolTCPServer::new("127.0.0.1:0", handler).unwrap();
-        base.mixin.workers = 1;
+        let mut base = util::pool_server(1, handler);
         base.mixin.queue_size = 1;
         base.mixin.overload = Overload::Reject;
         base.mixin.dispatch = Dispatch::Immediately;
@@ -339,8 +335,7 @@ fn pool_reject_policy_answers_busy() {
 #[test]
 fn pool_wait_policy_applies_backpressure() {
     bounded(LIMIT, || {
-        let mut server = ThreadPoolTCPServer::new("127.0.0.1:0", line_echo).unwrap();
-        server.mixin.workers = 2;
+        let mut server = util::pool_server(2, line_echo);
         server.mixin.queue_size = 2;
         let server = Serving::start(server);
         let address = server.server_address();

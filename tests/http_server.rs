@@ -62,7 +62,7 @@ use socketserver::http::{
     BaseHTTPRequestHandler, HTTPOptions, HTTPRequest, HTTPServer, SimpleHTTPRequestHandler,
 };
 use socketserver::{BaseServer, MixIn, ThreadPoolMixIn, ThreadingMixIn};
-use util::{bounded, python, require_tool, CLIENT_TIMEOUT};
+use util::{bounded, python, CLIENT_TIMEOUT};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -1054,10 +1054,7 @@ fn attacks_path_traversal_and_open_redirects() {
 
 #[test]
 fn python_http_client_keep_alive_pipelining_head_304_range() {
-    if !require_tool("python3") {
-        return;
-    }
-    bounded(LIMIT, || {
+    util::bounded_with("python3", LIMIT, || {
         let (_t, server) = site("HTTP/1.1");
         let port = server.address().port().to_string();
         let out = python(
@@ -1099,10 +1096,7 @@ print(out)
 
 #[test]
 fn curl_gets_a_file_a_listing_and_a_range() {
-    if !require_tool("curl") {
-        return;
-    }
-    bounded(LIMIT, || {
+    util::bounded_with("curl", LIMIT, || {
         let (_t, server) = site("HTTP/1.1");
         let base = format!("http://{}", server.address());
         let curl = |args: &[&str]| String::from_utf8(util::http::curl(args)).unwrap();
@@ -1131,10 +1125,7 @@ fn curl_gets_a_file_a_listing_and_a_range() {
 #[cfg(feature = "tls")]
 #[test]
 fn https_server_new_tls() {
-    if !require_tool("curl") {
-        return;
-    }
-    bounded(LIMIT, || {
+    util::bounded_with("curl", LIMIT, || {
         let t = tree();
         let rcgen::CertifiedKey { cert, signing_key } =
             rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();

@@ -77,10 +77,7 @@ fn socket_activation_serves_on_the_passed_socket() {
     use std::io::{BufRead, BufReader};
     use std::process::{Command, Stdio};
 
-    if !util::require_tool("python3") {
-        return;
-    }
-    bounded(LIMIT, || {
+    util::bounded_with("python3", LIMIT, || {
         let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("target/debug/examples/socket_activation");
         let built = Command::new(env!("CARGO"))

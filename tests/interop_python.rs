@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use socketserver::{BaseServer, DatagramRequest, TCPServer, UDPServer, UnixStreamServer};
-use util::{bounded, line_echo, python, serve, unix_path};
+use util::{line_echo, python, serve, unix_path};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -59,10 +59,7 @@ fn python_client_against<S: BaseServer>(server: S, program: &str, args: &[&str])
 
 #[test]
 fn python_stream_client_against_tcp_server() {
-    if !util::require_tool("python3") {
-        return;
-    }
-    bounded(LIMIT, || {
+    util::bounded_with("python3", LIMIT, || {
         let server = TCPServer::new("127.0.0.1:0", line_echo).unwrap();
         let port = server.server_address().port().to_string();
         python_client_against(server, STREAM_EXAMINE, &["inet", &port]);
@@ -71,10 +68,7 @@ fn python_stream_client_against_tcp_server() {
 
 #[test]
 fn python_stream_client_against_unix_server() {
-    if !util::require_tool("python3") {
-        return;
-    }
-    bounded(LIMIT, || {
+    util::bounded_with("python3", LIMIT, || {
         let path = unix_path("py");
         let server = UnixStreamServer::new(&path, line_echo).unwrap();
         python_client_against(server, STREAM_EXAMINE, &["unix", path.to_str().unwrap()]);
@@ -83,10 +77,7 @@ fn python_stream_client_against_unix_server() {
 
 #[test]
 fn python_datagram_client_against_udp_server() {
-    if !util::require_tool("python3") {
-        return;
-    }
-    bounded(LIMIT, || {
+    util::bounded_with("python3", LIMIT, || {
         let server = UDPServer::new(
             "127.0.0.1:0",
             |r: &mut DatagramRequest<'_>| -> io::Result<()> {

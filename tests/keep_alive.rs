@@ -11,7 +11,7 @@ use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use socketserver::{BaseServer, StreamRequest, ThreadPoolTCPServer, ThreadingTCPServer};
+use socketserver::{BaseServer, StreamRequest, ThreadingTCPServer};
 use util::{bounded, serve, CLIENT_TIMEOUT};
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -56,9 +56,7 @@ fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
 #[test]
 fn a_pool_of_two_serves_two_hundred_kept_connections() {
     bounded(LIMIT, || {
-        let mut server = ThreadPoolTCPServer::new("127.0.0.1:0", kept_line_echo).unwrap();
-        server.mixin.workers = 2;
-        let server = Arc::new(server);
+        let server = Arc::new(util::pool_server(2, kept_line_echo));
         let serving = serve(&server, None);
         let mut clients: Vec<_> = (0..200).map(|_| connect(server.server_address())).collect();
         for round in 0..2 {
@@ -88,9 +86,7 @@ fn a_pool_of_two_serves_two_hundred_kept_connections() {
 #[test]
 fn pipelined_requests_are_served_in_order() {
     bounded(LIMIT, || {
-        let mut server = ThreadPoolTCPServer::new("127.0.0.1:0", kept_line_echo).unwrap();
-        server.mixin.workers = 1;
-        let server = Arc::new(server);
+        let server = Arc::new(util::pool_server(1, kept_line_echo));
         let serving = serve(&server, None);
         let mut client = connect(server.server_address());
         client.get_mut().write_all(b"one\ntwo\nthree\n").unwrap();

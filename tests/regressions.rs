@@ -48,8 +48,7 @@ impl BaseServer for PanickyReject {
 fn panicking_reject_hook_does_not_kill_the_pool() {
     bounded(LIMIT, || {
         let (handler, hold) = hold_echo();
-        let mut base = ThreadPoolTCPServer::new("127.0.0.1:0", handler).unwrap();
-        base.mixin.workers = 1;
+        let mut base = util::pool_server(1, handler);
         base.mixin.queue_size = 1;
         base.mixin.overload = Overload::Reject;
         let server = Serving::start(PanickyReject { base });

@@ -8,7 +8,6 @@ mod util;
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,32 +15,9 @@ use rustls::pki_types::{CertificateDer, ServerName};
 #[cfg(feature = "coroutine")]
 use socketserver::CoroutineMixIn;
 use socketserver::{tls, BaseServer, MixIn, Server, Tcp, ThreadingTCPServer};
-use util::{bounded, line_echo, python, serve, CLIENT_TIMEOUT, TEST_STR};
+use util::{bounded, certificate, line_echo, python, serve, Certificate, CLIENT_TIMEOUT, TEST_STR};
 
 const LIMIT: Duration = Duration::from_secs(60);
-
-/// A self-signed certificate for "localhost", written as PEM files.
-struct Certificate {
-    _dir: tempfile::TempDir,
-    chain: PathBuf,
-    key: PathBuf,
-    der: CertificateDer<'static>,
-}
-
-fn certificate() -> Certificate {
-    let rcgen::CertifiedKey { cert, signing_key } =
-        rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let (chain, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    std::fs::write(&chain, cert.pem()).unwrap();
-    std::fs::write(&key, signing_key.serialize_pem()).unwrap();
-    Certificate {
-        _dir: dir,
-        chain,
-        key,
-        der: cert.der().clone(),
-    }
-}
 
 fn tls_server(certificate: &Certificate) -> Arc<ThreadingTCPServer> {
     tls_server_in(certificate)
@@ -87,7 +63,7 @@ fn rustls_client_gets_its_echo() {
         let serving = serve(&server, None);
         for _ in 0..3 {
             let reply =
-                rustls_exchange(server.server_address(), &certificate.der, TEST_STR).unwrap();
+                rustls_exchange(server.server_address(), certificate.cert.der(), TEST_STR).unwrap();
             assert_eq!(
                 reply, TEST_STR,
                 "and the session ended with close_notify (no UnexpectedEof)"
@@ -112,7 +88,7 @@ fn coroutine_server_speaks_tls_and_a_stalled_handshake_stalls_nobody() {
         let stalled = TcpStream::connect(server.server_address()).unwrap();
         for _ in 0..3 {
             let reply =
-                rustls_exchange(server.server_address(), &certificate.der, TEST_STR).unwrap();
+                rustls_exchange(server.server_address(), certificate.cert.der(), TEST_STR).unwrap();
             assert_eq!(reply, TEST_STR);
         }
         drop(stalled);
@@ -134,10 +110,7 @@ with socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10) as ra
 
 #[test]
 fn python_ssl_client_gets_its_echo() {
-    if !util::require_tool("python3") {
-        return;
-    }
-    bounded(LIMIT, || {
+    util::bounded_with("python3", LIMIT, || {
         let certificate = certificate();
         let server = tls_server(&certificate);
         let serving = serve(&server, None);
@@ -163,7 +136,7 @@ fn a_stalled_handshake_stalls_nobody_else() {
         let stalled = TcpStream::connect(server.server_address()).unwrap();
         let reply = rustls_exchange(
             server.server_address(),
-            &certificate.der,
+            certificate.cert.der(),
             b"behind a stalled one\n",
         )
         .unwrap();
@@ -195,7 +168,8 @@ fn plain_text_to_a_tls_server_fails_the_handshake() {
             !line.contains("hello world"),
             "no echo in plain text: {line:?}"
         );
-        let reply = rustls_exchange(server.server_address(), &certificate.der, TEST_STR).unwrap();
+        let reply =
+            rustls_exchange(server.server_address(), certificate.cert.der(), TEST_STR).unwrap();
         assert_eq!(reply, TEST_STR, "still serving");
         server.shutdown().unwrap();
         serving.join().unwrap().unwrap();
@@ -266,7 +240,7 @@ fn a_trickled_handshake_is_cut_at_its_deadline() {
                 .map(|_| util::trickle(address, client_hello(), Duration::from_millis(300)))
                 .collect();
             let started = std::time::Instant::now();
-            let reply = rustls_exchange(address, &certificate.der, TEST_STR).unwrap();
+            let reply = rustls_exchange(address, certificate.cert.der(), TEST_STR).unwrap();
             assert_eq!(reply, TEST_STR);
             let served_after = started.elapsed();
             let cut_after: Vec<_> = trickling.into_iter().map(|t| t.join().unwrap()).collect();
@@ -296,7 +270,7 @@ fn a_cut_without_close_notify_reads_as_truncated() {
         let server = Arc::new(util::Recorder::new(base));
         let address = server.server_address();
         let client = std::thread::spawn({
-            let root = certificate.der.clone();
+            let root = certificate.cert.der().clone();
             move || {
                 let mut roots = rustls::RootCertStore::empty();
                 roots.add(root).unwrap();

@@ -115,12 +115,7 @@ fn inherited_socket_from_the_command_line() {
 #[test]
 fn tls_echo_from_the_command_line() {
     bounded(LIMIT, || {
-        let rcgen::CertifiedKey { cert, signing_key } =
-            rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let (chain, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-        std::fs::write(&chain, cert.pem()).unwrap();
-        std::fs::write(&key, signing_key.serialize_pem()).unwrap();
+        let util::Certificate { chain, key, .. } = &util::certificate();
         let server = Running::start(&[
             "echo",
             "--bind",

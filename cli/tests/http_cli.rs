@@ -120,16 +120,10 @@ fn sigterm_with_a_kept_connection_open_exits_0() {
 
 #[test]
 fn https_with_tls_cert_and_key() {
-    if !util::require_tool("curl") {
-        return;
-    }
-    bounded(LIMIT, || {
+    util::bounded_with("curl", LIMIT, || {
         let dir = site();
-        let key = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
-        let cert = dir.path().join("cert.pem");
-        let private = dir.path().join("key.pem");
-        std::fs::write(&cert, key.cert.pem()).unwrap();
-        std::fs::write(&private, key.signing_key.serialize_pem()).unwrap();
+        let certificate = util::certificate();
+        let (cert, private) = (&certificate.chain, &certificate.key);
         let server = Running::start(&[
             "http",
             "--directory",

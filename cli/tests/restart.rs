@@ -443,18 +443,7 @@ const SPANNING: usize = 8;
 /// process serving), the load's tally, the spanning exchanges' and the time
 /// from each SIGHUP to the takeover.
 fn restart_under_load(mode: &str, restarts: usize) -> (Family, Tally, Tally, Vec<Duration>) {
-    let mut servers = Family::start(
-        Path::new(BIN),
-        &[
-            "echo",
-            "--bind",
-            "127.0.0.1:0",
-            "--mode",
-            mode,
-            "--drain-timeout",
-            DRAIN,
-        ],
-    );
+    let mut servers = Family::start(Path::new(BIN), &util::echo_args(mode, DRAIN));
     let address = servers.socket_addr();
     let load = Load::start(address, CLIENTS);
     let mut spanning = Tally::default();

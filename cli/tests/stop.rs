@@ -43,15 +43,7 @@ fn alive(pid: u32) -> bool {
 
 fn stop_with_silent_clients(mode: &str) {
     let drain = format!("{}", DRAIN.as_secs_f64());
-    let server = Running::start(&[
-        "echo",
-        "--bind",
-        "127.0.0.1:0",
-        "--mode",
-        mode,
-        "--drain-timeout",
-        &drain,
-    ]);
+    let server = Running::start(&util::echo_args(mode, &drain));
     let address = server.socket_addr();
     // A synchronous server takes one client at a time: the others wait in
     // the listen backlog, connected and unanswered.

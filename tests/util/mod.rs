@@ -21,6 +21,51 @@ use std::time::{Duration, Instant};
 
 use socketserver::{BaseServer, StreamRequest};
 
+/// A self-signed certificate for "localhost", written as PEM files (the
+/// chain and its private key) in a temporary directory that lives as long as
+/// the value.
+pub struct Certificate {
+    _dir: tempfile::TempDir,
+    pub chain: PathBuf,
+    pub key: PathBuf,
+    pub cert: rcgen::Certificate,
+}
+
+/// A fresh [`Certificate`].
+pub fn certificate() -> Certificate {
+    let rcgen::CertifiedKey { cert, signing_key } =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (chain, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&chain, cert.pem()).unwrap();
+    std::fs::write(&key, signing_key.serialize_pem()).unwrap();
+    Certificate {
+        _dir: dir,
+        chain,
+        key,
+        cert,
+    }
+}
+
+/// A [`ThreadPoolTCPServer`](socketserver::ThreadPoolTCPServer) bound to a
+/// free local port, with a pool of `workers` threads.
+pub fn pool_server(
+    workers: usize,
+    handler: impl socketserver::RequestHandler,
+) -> socketserver::ThreadPoolTCPServer {
+    let mut server = socketserver::ThreadPoolTCPServer::new("127.0.0.1:0", handler).unwrap();
+    server.mixin.workers = workers;
+    server
+}
+
+/// [`bounded`], if `tool` is installed: a test that needs a real client
+/// first checks for it with [`require_tool`] (which says when it skips).
+pub fn bounded_with<F: FnOnce() + Send + 'static>(tool: &str, limit: Duration, body: F) {
+    if require_tool(tool) {
+        bounded(limit, body);
+    }
+}
+
 /// CPython's `TEST_STR`.
 pub const TEST_STR: &[u8] = b"hello world\n";
 

@@ -17,6 +17,20 @@ use super::CLIENT_TIMEOUT;
 /// package's tests.
 pub const BIN: &str = env!("CARGO_BIN_EXE_socketserver");
 
+/// The arguments of an echo server on a free local port in `mode` (threading,
+/// pool, …), that drains for `drain` seconds when asked to stop.
+pub fn echo_args<'a>(mode: &'a str, drain: &'a str) -> [&'a str; 7] {
+    [
+        "echo",
+        "--bind",
+        "127.0.0.1:0",
+        "--mode",
+        mode,
+        "--drain-timeout",
+        drain,
+    ]
+}
+
 /// A running `socketserver` server: started, its `listening on` line read;
 /// SIGKILLed and waited for when dropped.
 pub struct Running {
