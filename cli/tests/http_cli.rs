@@ -7,6 +7,7 @@ mod util;
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
+use std::path::Path;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
@@ -14,10 +15,17 @@ use util::{bounded, Running, CLIENT_TIMEOUT};
 
 const LIMIT: Duration = Duration::from_secs(120);
 
-fn get(server: &Running, request: &[u8]) -> String {
+/// A connection to `server` (replies awaited at most [`CLIENT_TIMEOUT`]),
+/// `request` sent on it.
+fn send(server: &Running, request: &[u8]) -> TcpStream {
     let mut stream = TcpStream::connect(server.socket_addr()).unwrap();
     stream.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
     stream.write_all(request).unwrap();
+    stream
+}
+
+fn get(server: &Running, request: &[u8]) -> String {
+    let mut stream = send(server, request);
     stream.shutdown(Shutdown::Write).unwrap();
     let mut reply = String::new();
     stream.read_to_string(&mut reply).unwrap();
@@ -31,11 +39,17 @@ fn site() -> tempfile::TempDir {
     dir
 }
 
-#[test]
-fn serves_a_directory_in_every_mode_and_logs_as_python() {
+/// A test body run [`bounded`], given the path of a fresh [`site`].
+fn bounded_in_site(body: impl FnOnce(&str) + Send + 'static) {
     bounded(LIMIT, || {
         let dir = site();
-        let path = dir.path().to_str().unwrap();
+        body(dir.path().to_str().unwrap());
+    });
+}
+
+#[test]
+fn serves_a_directory_in_every_mode_and_logs_as_python() {
+    bounded_in_site(|path| {
         for mode in ["sync", "threading", "pool", "coroutine", "forking"] {
             let server = Running::start(&[
                 "http",
@@ -71,9 +85,8 @@ fn serves_a_directory_in_every_mode_and_logs_as_python() {
 
 #[test]
 fn default_directory_is_the_current_one() {
-    bounded(LIMIT, || {
-        let dir = site();
-        let server = Running::start_in(&["http", "--bind", "127.0.0.1:0"], Some(dir.path()));
+    bounded_in_site(|path| {
+        let server = Running::start_in(&["http", "--bind", "127.0.0.1:0"], Some(Path::new(path)));
         let reply = get(&server, b"GET / HTTP/1.0\r\n\r\n");
         assert!(reply.starts_with("HTTP/1.0 200 OK\r\n"), "{reply}");
         assert!(
@@ -86,9 +99,7 @@ fn default_directory_is_the_current_one() {
 
 #[test]
 fn sigterm_with_a_kept_connection_open_exits_0() {
-    bounded(LIMIT, || {
-        let dir = site();
-        let path = dir.path().to_str().unwrap();
+    bounded_in_site(|path| {
         for mode in ["threading", "pool", "sync"] {
             let server = Running::start(&[
                 "--drain-timeout",
@@ -103,9 +114,7 @@ fn sigterm_with_a_kept_connection_open_exits_0() {
                 "--mode",
                 mode,
             ]);
-            let mut kept = TcpStream::connect(server.socket_addr()).unwrap();
-            kept.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
-            kept.write_all(b"GET /hello.txt HTTP/1.1\r\n\r\n").unwrap();
+            let mut kept = send(&server, b"GET /hello.txt HTTP/1.1\r\n\r\n");
             let mut buf = [0; 4096];
             let n = kept.read(&mut buf).unwrap();
             assert!(String::from_utf8_lossy(&buf[..n]).ends_with("hello from http\n"));
@@ -154,18 +163,12 @@ fn https_with_tls_cert_and_key() {
 /// the command starts again on the same port at once.
 #[test]
 fn restarts_on_the_same_port_despite_time_wait() {
-    bounded(LIMIT, || {
-        let dir = site();
-        let path = dir.path().to_str().unwrap();
+    bounded_in_site(|path| {
         let first = Running::start(&["http", "--directory", path, "--bind", "127.0.0.1:0"]);
         let address = first.address.clone();
         // The server closes first (HTTP/1.0, and the client does not shut
         // down its side): the server's side stays in TIME_WAIT.
-        let mut stream = TcpStream::connect(first.socket_addr()).unwrap();
-        stream.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
-        stream
-            .write_all(b"GET /hello.txt HTTP/1.0\r\n\r\n")
-            .unwrap();
+        let mut stream = send(&first, b"GET /hello.txt HTTP/1.0\r\n\r\n");
         let mut reply = String::new();
         stream.read_to_string(&mut reply).unwrap();
         assert!(reply.starts_with("HTTP/1.0 200 OK\r\n"));
