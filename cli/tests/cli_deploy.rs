@@ -115,16 +115,14 @@ fn inherited_socket_from_the_command_line() {
 #[test]
 fn tls_echo_from_the_command_line() {
     bounded(LIMIT, || {
-        let util::Certificate { chain, key, .. } = &util::certificate();
-        let server = Running::start(&[
-            "echo",
-            "--bind",
-            "127.0.0.1:0",
-            "--tls-cert",
-            chain.to_str().unwrap(),
-            "--tls-key",
-            key.to_str().unwrap(),
-        ]);
+        let certificate = util::certificate();
+        let server = Running::start(
+            &[
+                &["echo", "--bind", "127.0.0.1:0"][..],
+                &certificate.options(),
+            ]
+            .concat(),
+        );
         let out = python(
             r#"
 import socket, ssl, sys
@@ -134,7 +132,7 @@ with socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10) as ra
         s.sendall(b"over tls\n")
         print(s.recv(100).decode(), end="")
 "#,
-            &[&server.port(), chain.to_str().unwrap()],
+            &[&server.port(), certificate.chain.to_str().unwrap()],
         );
         assert_eq!(out, "over tls\n");
         assert!(server.terminate().success());

@@ -132,23 +132,19 @@ fn https_with_tls_cert_and_key() {
     util::bounded_with("curl", LIMIT, || {
         let dir = site();
         let certificate = util::certificate();
-        let (cert, private) = (&certificate.chain, &certificate.key);
-        let server = Running::start(&[
+        let serve = [
             "http",
             "--directory",
             dir.path().to_str().unwrap(),
             "--bind",
             "127.0.0.1:0",
-            "--tls-cert",
-            cert.to_str().unwrap(),
-            "--tls-key",
-            private.to_str().unwrap(),
-        ]);
+        ];
+        let server = Running::start(&[&serve[..], &certificate.options()].concat());
         let url = format!("https://localhost:{}/hello.txt", server.port());
         let resolve = format!("localhost:{}:127.0.0.1", server.port());
         let output = util::http::curl(&[
             "--cacert",
-            cert.to_str().unwrap(),
+            certificate.chain.to_str().unwrap(),
             "--resolve",
             &resolve,
             &url,

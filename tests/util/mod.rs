@@ -31,6 +31,18 @@ pub struct Certificate {
     pub cert: rcgen::Certificate,
 }
 
+impl Certificate {
+    /// The command line's options that serve TLS with this certificate.
+    pub fn options(&self) -> [&str; 4] {
+        [
+            "--tls-cert",
+            self.chain.to_str().unwrap(),
+            "--tls-key",
+            self.key.to_str().unwrap(),
+        ]
+    }
+}
+
 /// A fresh [`Certificate`].
 pub fn certificate() -> Certificate {
     let rcgen::CertifiedKey { cert, signing_key } =
