@@ -226,8 +226,7 @@ fn port_in_time_wait() -> SocketAddr {
     server.bind_and_activate().unwrap();
     let server = Arc::new(server);
     let address = server.server_address();
-    let client = TcpStream::connect(address).unwrap();
-    client.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
+    let client = util::client(address);
     server.handle_request().unwrap();
     assert!(util::read_to_end(&client).is_empty());
     drop(client);
@@ -527,8 +526,7 @@ fn client_sees_end_of_stream_after_request() {
         let server = Arc::new(TCPServer::new("127.0.0.1:0", line_echo).unwrap());
         let address = server.server_address();
         let client = std::thread::spawn(move || {
-            let mut stream = TcpStream::connect(address).unwrap();
-            stream.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
+            let mut stream = util::client(address);
             stream.write_all(TEST_STR).unwrap();
             let mut all = Vec::new();
             stream.read_to_end(&mut all).unwrap();

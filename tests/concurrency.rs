@@ -261,8 +261,7 @@ fn pool_closes_connections_silent_past_the_idle_timeout() {
             idle_timeout: Some(Duration::from_millis(200)),
         };
         let server = Serving::start(server);
-        let silent = TcpStream::connect(server.server_address()).unwrap();
-        silent.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
+        let silent = util::client(server.server_address());
         assert!(
             util::read_to_end(&silent).is_empty(),
             "closed by the server"
@@ -306,11 +305,9 @@ fn pool_reject_policy_answers_busy() {
 
         let holder = std::thread::spawn(move || tcp_exchange(address, b"hold\n"));
         hold.entered(); // the worker is busy
-        let queued = TcpStream::connect(address).unwrap(); // fills the queue
-        queued.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
+        let queued = util::client(address); // fills the queue
         (&queued).write_all(b"queued\n").unwrap();
-        let refused = TcpStream::connect(address).unwrap();
-        refused.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
+        let refused = util::client(address);
         assert_eq!(util::read_to_end(&refused), b"busy\n");
         let stats = server.base.mixin.stats();
         assert_eq!(
@@ -375,8 +372,7 @@ fn graceful_shutdown<M: MixIn + Default>(configure: impl FnOnce(&mut M)) {
     let address = server.server_address();
     let clients: Vec<_> = (0..CONNECTIONS)
         .map(|_| {
-            let stream = TcpStream::connect(address).unwrap();
-            stream.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
+            let stream = util::client(address);
             (&stream).write_all(b"first half\n").unwrap();
             stream
         })
@@ -477,8 +473,7 @@ fn block_on_close_daemon_threads_and_close_timeout() {
 fn block_on_close_waits_for_requests() {
     bounded(LIMIT, || {
         let server = Arc::new(ThreadingTCPServer::new("127.0.0.1:0", line_echo).unwrap());
-        let client = TcpStream::connect(server.server_address()).unwrap();
-        client.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
+        let client = util::client(server.server_address());
         server.handle_request().unwrap();
         let closing = {
             let server = Arc::clone(&server);

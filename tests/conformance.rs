@@ -22,7 +22,7 @@ use socketserver::{
 use socketserver::{Synchronous, Tcp, Transport};
 use util::{
     bounded, datagram_line_echo, line_echo, run_server, serve, tcp_examine, udp_examine,
-    unix_dgram_examine, unix_path, unix_stream_examine, Recorder, CLIENT_TIMEOUT,
+    unix_dgram_examine, unix_path, unix_stream_examine, Recorder,
 };
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -249,8 +249,7 @@ fn test_socket_writer_write() {
         );
         let address = server.server_address();
         let client = std::thread::spawn(move || {
-            let stream = TcpStream::connect(address).unwrap();
-            stream.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
+            let stream = util::client(address);
             let mut reader = io::BufReader::new(&stream);
             let mut response1 = Vec::new();
             reader.read_until(b'\n', &mut response1).unwrap();

@@ -44,11 +44,7 @@ fn one_worker_serves_connections_side_by_side() {
         let server = one_worker(CoroutineTCPServer::new("127.0.0.1:0", line_echo).unwrap());
         let serving = serve(&server, None);
         let clients: Vec<TcpStream> = (0..100)
-            .map(|_| {
-                let stream = TcpStream::connect(server.server_address()).unwrap();
-                stream.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
-                stream
-            })
+            .map(|_| util::client(server.server_address()))
             .collect();
         for (i, stream) in clients.iter().enumerate().rev() {
             let line = format!("client {i}\n");
@@ -84,16 +80,14 @@ fn a_blocked_write_suspends_only_its_request() {
     bounded(LIMIT, || {
         let server = one_worker(CoroutineTCPServer::new("127.0.0.1:0", big_or_echo).unwrap());
         let serving = serve(&server, None);
-        let reader = TcpStream::connect(server.server_address()).unwrap();
-        reader.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
+        let reader = util::client(server.server_address());
         (&reader).write_all(b"big\n").unwrap();
         // The first byte arrives once the handler is writing; it then fills
         // the buffers and must wait for this client, which does not read.
         let mut first = [0; 1];
         (&reader).read_exact(&mut first).unwrap();
 
-        let other = TcpStream::connect(server.server_address()).unwrap();
-        other.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
+        let other = util::client(server.server_address());
         (&other).write_all(b"meanwhile\n").unwrap();
         assert_eq!(util::read_to_end(&other), b"meanwhile\n");
 
@@ -118,8 +112,7 @@ fn timeouts_apply_to_suspended_reads() {
         let server = Arc::new(Recorder::new(base));
         let serving = serve(&server, None);
         let started = Instant::now();
-        let silent = TcpStream::connect(server.server_address()).unwrap();
-        silent.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
+        let silent = util::client(server.server_address());
         assert_eq!(
             util::tcp_exchange(server.server_address(), b"talkative\n"),
             b"talkative\n"
@@ -158,15 +151,13 @@ fn a_split_proxy_header_is_read_whole() {
         };
         let server = Arc::new(base);
         let serving = serve(&server, None);
-        let stream = TcpStream::connect(server.server_address()).unwrap();
-        stream.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
+        let stream = util::client(server.server_address());
         stream.set_nodelay(true).unwrap();
         (&stream)
             .write_all(b"PROXY TCP4 192.0.2.1 127.0.0.1 56324")
             .unwrap();
         // Another client is served while the first header is incomplete.
-        let other = TcpStream::connect(server.server_address()).unwrap();
-        other.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
+        let other = util::client(server.server_address());
         (&other)
             .write_all(b"PROXY TCP4 192.0.2.2 127.0.0.1 1000 443\r\nsecond\n")
             .unwrap();
@@ -208,8 +199,7 @@ fn an_always_ready_request_yields_to_the_others() {
             .unwrap(),
         );
         let serving = serve(&server, None);
-        let spinner = TcpStream::connect(server.server_address()).unwrap();
-        spinner.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
+        let spinner = util::client(server.server_address());
         (&spinner).write_all(b"spin\n").unwrap();
         while spins.load(std::sync::atomic::Ordering::SeqCst) == 0 {
             std::thread::yield_now();
@@ -490,8 +480,7 @@ fn stack_overflow_child() {
     base.mixin.stack_size = 64 * 1024;
     let server = Arc::new(base);
     let _serving = serve(&server, None);
-    let client = TcpStream::connect(server.server_address()).unwrap();
-    client.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
+    let client = util::client(server.server_address());
     (&client).write_all(b"recurse\n").unwrap();
     // The process ends here: the read would see the reply otherwise.
     let reply = util::read_to_end(&client);

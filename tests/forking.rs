@@ -22,7 +22,7 @@ use socketserver::{
 use socketserver::{ForkingMixIn, Server, Tcp, Transport};
 use util::{
     bounded, datagram_line_echo, hammer, line_echo, panicky, serve, tcp_examine, tcp_exchange,
-    udp_examine, unix_dgram_examine, unix_path, unix_stream_examine, CLIENT_TIMEOUT, TEST_STR,
+    udp_examine, unix_dgram_examine, unix_path, unix_stream_examine, TEST_STR,
 };
 
 const LIMIT: Duration = Duration::from_secs(120);
@@ -305,8 +305,7 @@ fn max_children_frees_the_first_place_to_come_free() {
         let serving = serve(&server, None);
         let address = server.server_address();
         let held = |name: &str| {
-            let stream = TcpStream::connect(address).unwrap();
-            stream.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
+            let stream = util::client(address);
             (&stream).write_all(format!("{name}\n").as_bytes()).unwrap();
             stream
         };
@@ -345,8 +344,7 @@ fn a_threaded_process_does_not_fork_unless_it_opts_in() {
             !server.base.mixin.fork_with_threads,
             "refusing is the default"
         );
-        let client = TcpStream::connect(server.server_address()).unwrap();
-        client.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
+        let client = util::client(server.server_address());
         (&client).write_all(b"hello\n").unwrap();
         server.handle_request().unwrap();
         assert!(

@@ -99,8 +99,7 @@ fn start_with<M: MixIn>(server: HTTPServer<M>) -> Running<M> {
 }
 
 fn connect(address: SocketAddr) -> TcpStream {
-    let stream = TcpStream::connect(address).unwrap();
-    stream.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
+    let stream = util::client(address);
     stream.set_write_timeout(Some(CLIENT_TIMEOUT)).unwrap();
     stream
 }
@@ -1268,8 +1267,7 @@ fn a_pool_of_16_serves_1000_kept_alive_clients() {
         };
         let mut clients: Vec<_> = (0..1000)
             .map(|_| {
-                let stream = TcpStream::connect(server.server_address()).unwrap();
-                stream.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
+                let stream = util::client(server.server_address());
                 BufReader::new(stream)
             })
             .collect();

@@ -27,8 +27,7 @@ fn kept_line_echo(request: &mut StreamRequest<'_>) -> io::Result<()> {
 }
 
 fn connect(address: std::net::SocketAddr) -> BufReader<TcpStream> {
-    let stream = TcpStream::connect(address).unwrap();
-    stream.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
+    let stream = util::client(address);
     BufReader::new(stream)
 }
 

@@ -165,8 +165,7 @@ fn with_block_waits_for_requests_in_flight_and_closes() {
             }
         };
         let server = Arc::new(ThreadingTCPServer::new("127.0.0.1:0", handler).unwrap());
-        let client = TcpStream::connect(server.server_address()).unwrap();
-        client.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
+        let client = util::client(server.server_address());
         let result: io::Result<()> = server.with(|server| {
             server.handle_request()?;
             release.send(()).unwrap();

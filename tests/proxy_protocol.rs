@@ -6,13 +6,13 @@
 mod util;
 
 use std::io::{self, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
 use socketserver::{BaseServer, ProxyProtocol, StreamRequest, TCPServer};
-use util::{bounded, Recorder, CLIENT_TIMEOUT};
+use util::{bounded, Recorder};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -34,8 +34,7 @@ fn whoami(timeout: Duration) -> (Arc<Recorder<TCPServer>>, Arc<Mutex<Vec<String>
 
 /// Sends `parts` as separate writes and returns the whole reply.
 fn exchange(address: SocketAddr, parts: &[&[u8]]) -> Vec<u8> {
-    let stream = TcpStream::connect(address).unwrap();
-    stream.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
+    let stream = util::client(address);
     stream.set_nodelay(true).unwrap();
     for part in parts {
         (&stream).write_all(part).unwrap();

@@ -60,8 +60,7 @@ fn panicking_reject_hook_does_not_kill_the_pool() {
             std::thread::yield_now(); // until the one queue slot is taken
         }
         // Refused on the readiness thread, by a hook that panics.
-        let victim = TcpStream::connect(address).unwrap();
-        victim.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
+        let victim = util::client(address);
         (&victim).write_all(b"x\n").unwrap();
         let mut rest = Vec::new();
         match (&victim).read_to_end(&mut rest) {
@@ -89,8 +88,7 @@ fn silent_connections_neither_keep_the_server_alive_nor_delay_close() {
     bounded(LIMIT, || {
         let server = Serving::start(ThreadPoolTCPServer::new("127.0.0.1:0", line_echo).unwrap());
         let address = server.server_address();
-        let silent = TcpStream::connect(address).unwrap();
-        silent.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
+        let silent = util::client(address);
         assert_eq!(tcp_exchange(address, TEST_STR), TEST_STR); // the silent one is in by now
         assert_eq!(server.mixin.stats().waiting, 1);
         let server = server.stop();
@@ -138,8 +136,7 @@ fn shutdown_from_a_handler_of_a_full_pool_does_not_deadlock() {
         let stopper = std::thread::spawn(move || tcp_exchange(address, b"stop\n"));
         in_handler.recv().unwrap();
         let queued = TcpStream::connect(address).unwrap(); // fills the queue
-        let blocked = TcpStream::connect(address).unwrap(); // the loop waits for room
-        blocked.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
+        let blocked = util::client(address); // the loop waits for room
         while server.mixin.stats().queued == 0 {
             std::thread::yield_now();
         }

@@ -159,8 +159,7 @@ fn plain_text_to_a_tls_server_fails_the_handshake() {
             Some(tls::server_config_from_pem(&certificate.chain, &certificate.key).unwrap());
         let server = Arc::new(recorder);
         let serving = serve(&server, None);
-        let plain = TcpStream::connect(server.server_address()).unwrap();
-        plain.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
+        let plain = util::client(server.server_address());
         (&plain).write_all(TEST_STR).unwrap();
         let mut line = String::new();
         let _ = BufReader::new(&plain).read_line(&mut line);
@@ -286,8 +285,7 @@ fn a_cut_without_close_notify_reads_as_truncated() {
                     ServerName::try_from("localhost").unwrap(),
                 )
                 .unwrap();
-                let socket = TcpStream::connect(address).unwrap();
-                socket.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
+                let socket = util::client(address);
                 let mut stream = rustls::StreamOwned::new(session, socket);
                 // Half a line, sent once the handshake is done; then the
                 // TCP connection is cut, with no close_notify.

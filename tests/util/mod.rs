@@ -155,11 +155,17 @@ pub fn line_echo(request: &mut StreamRequest<'_>) -> io::Result<()> {
     request.wfile.write_all(&line)
 }
 
-/// CPython's `stream_examine` over TCP: send `message`, read back a line.
-pub fn tcp_exchange(address: SocketAddr, message: &[u8]) -> Vec<u8> {
+/// A TCP connection to `address` whose reads wait at most
+/// [`CLIENT_TIMEOUT`].
+pub fn client(address: SocketAddr) -> TcpStream {
     let stream = TcpStream::connect(address).unwrap();
     stream.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
-    line_exchange(&stream, message)
+    stream
+}
+
+/// CPython's `stream_examine` over TCP: send `message`, read back a line.
+pub fn tcp_exchange(address: SocketAddr, message: &[u8]) -> Vec<u8> {
+    line_exchange(&client(address), message)
 }
 
 /// Sends `message` on a connected stream and reads back a line.
