@@ -104,16 +104,9 @@ impl Family {
     /// Waits for a log line (of any of the processes) containing `needle`.
     fn log_line(&self, needle: &str) -> String {
         let deadline = Instant::now() + CLIENT_TIMEOUT;
-        loop {
-            let wait = deadline.saturating_duration_since(Instant::now());
-            let line = self
-                .stderr
-                .recv_timeout(wait)
-                .unwrap_or_else(|_| panic!("no log line with {needle:?}"));
-            if line.contains(needle) {
-                return line;
-            }
-        }
+        util::log_line(&self.stderr, needle, || {
+            deadline.saturating_duration_since(Instant::now())
+        })
     }
 
     /// The warnings and errors logged so far (and not yet read), for a

@@ -8,4 +8,4 @@ mod shared;
 pub use shared::*;
 
 mod running;
-pub use running::{echo_args, Running, BIN};
+pub use running::{echo_args, log_line, Running, BIN};

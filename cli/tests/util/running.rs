@@ -17,6 +17,23 @@ use super::CLIENT_TIMEOUT;
 /// package's tests.
 pub const BIN: &str = env!("CARGO_BIN_EXE_socketserver");
 
+/// The first of the `lines` (a server's log) that contains `needle`, each
+/// waited for at most `wait()`; a test fails if none comes.
+pub fn log_line(
+    lines: &mpsc::Receiver<String>,
+    needle: &str,
+    mut wait: impl FnMut() -> Duration,
+) -> String {
+    loop {
+        let line = lines
+            .recv_timeout(wait())
+            .unwrap_or_else(|_| panic!("no log line with {needle:?}"));
+        if line.contains(needle) {
+            return line;
+        }
+    }
+}
+
 /// The arguments of an echo server on a free local port in `mode` (threading,
 /// pool, …), that drains for `drain` seconds when asked to stop.
 pub fn echo_args<'a>(mode: &'a str, drain: &'a str) -> [&'a str; 7] {
@@ -107,22 +124,14 @@ impl Running {
         Pid::from_raw(self.child.id() as i32)
     }
 
-    /// Waits for a log line containing `needle`, and returns it.
     /// The next log line, waiting at most `wait`.
     pub fn next_log_line(&self, wait: Duration) -> Option<String> {
         self.stderr.recv_timeout(wait).ok()
     }
 
+    /// Waits for a log line containing `needle`, and returns it.
     pub fn log_line(&self, needle: &str) -> String {
-        loop {
-            let line = self
-                .stderr
-                .recv_timeout(CLIENT_TIMEOUT)
-                .unwrap_or_else(|_| panic!("no log line with {needle:?}"));
-            if line.contains(needle) {
-                return line;
-            }
-        }
+        log_line(&self.stderr, needle, || CLIENT_TIMEOUT)
     }
 
     /// A number from its /proc/PID/status (`VmRSS:` and `VmHWM:` in KiB,
