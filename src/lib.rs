@@ -136,6 +136,13 @@
 //! [`transceiver`] the tutorials' message-and-file transceiver (its Python
 //! `Transceiver` class).
 //!
+//! # HTTP
+//!
+//! With the `http` feature, [`http`] is Python's `http.server` on these
+//! servers: `HTTPServer`, `ThreadingHTTPServer`, `BaseHTTPRequestHandler`
+//! (`do_GET`, `send_response`, …) and `SimpleHTTPRequestHandler` (a
+//! directory, as `python -m http.server`). docs/http.md is its guide.
+//!
 //! # Features
 //!
 //! All on by default; with `default-features = false` the crate is the
@@ -148,6 +155,7 @@
 //! | `coroutine` | generator | `CoroutineMixIn`, `Coroutine*Server` |
 //! | `proxy` | ppp | `ProxyProtocol`, `Server::proxy_protocol` |
 //! | `systemd` | listenfd | `Server::from_systemd` |
+//! | `http` | httparse, http, httpdate, percent-encoding, mime_guess | module `http` |
 #![deny(unsafe_code)]
 
 mod address;
@@ -155,6 +163,8 @@ mod error;
 #[cfg(feature = "framing")]
 pub mod framing;
 mod handler;
+#[cfg(feature = "http")]
+pub mod http;
 pub mod mixin;
 mod panic;
 #[cfg(feature = "proxy")]

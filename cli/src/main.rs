@@ -9,6 +9,7 @@ mod demo;
 mod echo;
 mod exec;
 mod files;
+mod http;
 mod run;
 mod time;
 mod whoami;
@@ -44,6 +45,8 @@ enum Command {
     Exec(exec::ExecArgs),
     /// The message and file server (the tutorial's Python Transceiver protocol).
     Files(files::FilesArgs),
+    /// Serve a directory over HTTP (Python's `python -m http.server`).
+    Http(http::HttpArgs),
     /// The UDP "QQ chat" server: replies from stdin, or automatically.
     Chat(chat::ChatArgs),
     /// Reply with the client's address as the server sees it (behind a
@@ -121,6 +124,7 @@ fn main() -> ExitCode {
         Some(Command::Time(args)) => time::run(args),
         Some(Command::Exec(args)) => exec::run(args),
         Some(Command::Files(args)) => files::run(args),
+        Some(Command::Http(args)) => http::run(args),
         Some(Command::Chat(args)) => chat::run(args),
         Some(Command::Whoami(args)) => whoami::run(args),
         Some(Command::Client(command)) => client::run(command),
