@@ -126,7 +126,10 @@
 //! workers on one port), [`ProxyProtocol`] (the real client's address
 //! behind HAProxy), `dual_stack` (IPv4 and IPv6 on one listener) and, with
 //! the `tls` feature, [`Server::tls`] (rustls, handshakes on each
-//! connection's own thread). docs/deploy.md puts them together.
+//! connection's own thread). [`restart`] hands the listening sockets to a
+//! new process of the program (an upgraded binary, say) and waits until it
+//! is ready before the old one stops accepting: a restart that refuses no
+//! connection. docs/deploy.md puts them together.
 //!
 //! # Framing
 //!
@@ -169,6 +172,7 @@ pub mod mixin;
 mod panic;
 #[cfg(feature = "proxy")]
 mod proxy;
+pub mod restart;
 mod server;
 mod sys;
 #[cfg(feature = "tls")]

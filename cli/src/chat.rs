@@ -8,7 +8,7 @@ use std::io::{self, BufRead, IsTerminal, Write};
 use clap::Args;
 use socketserver::{Datagram, DatagramRequest, RequestHandler, UDPServer};
 
-use crate::run::serve;
+use crate::run::{new_server, serve};
 
 #[derive(Debug, Args)]
 pub struct ChatArgs {
@@ -52,8 +52,6 @@ impl RequestHandler<Datagram> for ChatHandler {
 
 pub fn run(args: ChatArgs) -> io::Result<()> {
     let interactive = io::stdin().is_terminal();
-    serve(UDPServer::new(
-        args.bind.as_str(),
-        ChatHandler { interactive },
-    )?)
+    let server: UDPServer = new_server(args.bind.as_str(), ChatHandler { interactive })?;
+    serve(server)
 }

@@ -19,7 +19,7 @@ use clap::Args;
 use socketserver::framing::{Header, LengthPrefix, MessageCodec};
 use socketserver::{RequestHandler, StreamRequest, ThreadingTCPServer};
 
-use crate::run::serve;
+use crate::run::{new_server, serve};
 
 /// The programs allowed without `--allow`: they print and change nothing
 /// (`date` and `hostname` with the arguments [`READ_ONLY_ARGUMENTS`] allows).
@@ -338,10 +338,8 @@ pub fn run(args: ExecArgs) -> io::Result<()> {
         timeout,
         max_output: args.max_output,
     };
-    serve(ThreadingTCPServer::new(
-        args.bind.as_str(),
-        ExecHandler { policy },
-    )?)
+    let server: ThreadingTCPServer = new_server(args.bind.as_str(), ExecHandler { policy })?;
+    serve(server)
 }
 
 #[cfg(test)]

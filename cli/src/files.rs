@@ -13,7 +13,7 @@ use clap::Args;
 use socketserver::transceiver::Transceiver;
 use socketserver::{RequestHandler, StreamOptions, StreamRequest, ThreadPoolTCPServer};
 
-use crate::run::serve;
+use crate::run::{new_server, serve};
 
 #[derive(Debug, Args)]
 pub struct FilesArgs {
@@ -108,7 +108,7 @@ pub fn run(args: FilesArgs) -> io::Result<()> {
         max_file_size: args.max_file_size,
         timeout,
     };
-    let mut server = ThreadPoolTCPServer::new(args.bind.as_str(), handler)?;
+    let mut server: ThreadPoolTCPServer = new_server(args.bind.as_str(), handler)?;
     server.mixin.workers = args.workers;
     serve(server)
 }

@@ -5,10 +5,10 @@ use std::io;
 use std::path::PathBuf;
 
 use clap::Args;
-use socketserver::http::{HTTPServer, SimpleHTTPRequestHandler};
-use socketserver::{BaseServer, MixIn, Server, Tcp};
+use socketserver::http::{HTTPHandler, HTTPServer, SimpleHTTPRequestHandler};
+use socketserver::{MixIn, Server, Tcp};
 
-use crate::run::{seconds, serve_in_mode, Build};
+use crate::run::{self, seconds, serve_in_mode, Build};
 use crate::Mode;
 
 #[derive(Debug, Args)]
@@ -52,14 +52,21 @@ struct HttpServer {
 impl Build for HttpServer {
     type Transport = Tcp;
     fn build<M: MixIn + Default>(self) -> io::Result<Server<Tcp, M>> {
-        #[allow(unused_mut)]
-        let mut server = HTTPServer::<M>::unbound(self.bind.as_str(), self.handler)?;
+        // The socket a restart's predecessor passed, if any; else Python's
+        // HTTPServer, with SO_REUSEADDR: without it a restart would fail
+        // for a minute on the connections this server closed first
+        // (TIME_WAIT, which HTTP/1.0 leaves after every request).
+        let mut server = match run::inherited_socket() {
+            Some(fd) => Server::<Tcp, M>::from_fd(fd, HTTPHandler::new(self.handler))?,
+            None => HTTPServer::<M>::new(self.bind.as_str(), self.handler)?.into_base(),
+        };
         #[cfg(feature = "tls")]
         {
             server.tls = self.tls;
         }
-        server.bind_and_activate()?;
-        Ok(server.into_base())
+        #[cfg(not(feature = "tls"))]
+        let _ = &mut server;
+        Ok(server)
     }
 }
 

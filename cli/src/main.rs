@@ -32,6 +32,14 @@ struct Cli {
     /// exits at once.
     #[arg(long, global = true, value_name = "SECS", default_value_t = run::DEFAULT_DRAIN_SECS)]
     drain_timeout: f64,
+    /// On SIGHUP a server restarts without refusing a connection: it starts
+    /// its program again (the same path, so an upgraded binary takes over;
+    /// the same arguments) and hands it the listening socket; once the new
+    /// process is ready, this one stops accepting and finishes its requests
+    /// within --drain-timeout. This is how long the new process has to be
+    /// ready: past it, it is killed and this one serves on.
+    #[arg(long, global = true, value_name = "SECS", default_value_t = 60.0)]
+    restart_timeout: f64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -118,17 +126,19 @@ fn main() -> ExitCode {
         .format_timestamp_millis()
         .init();
     let cli = Cli::parse();
-    let result = run::set_drain_timeout(cli.drain_timeout).and_then(|()| match cli.command {
-        None | Some(Command::Demo) => demo::run(),
-        Some(Command::Echo(args)) => echo::run(args),
-        Some(Command::Time(args)) => time::run(args),
-        Some(Command::Exec(args)) => exec::run(args),
-        Some(Command::Files(args)) => files::run(args),
-        Some(Command::Http(args)) => http::run(args),
-        Some(Command::Chat(args)) => chat::run(args),
-        Some(Command::Whoami(args)) => whoami::run(args),
-        Some(Command::Client(command)) => client::run(command),
-    });
+    let result = run::init_restart(cli.restart_timeout)
+        .and_then(|()| run::set_drain_timeout(cli.drain_timeout))
+        .and_then(|()| match cli.command {
+            None | Some(Command::Demo) => demo::run(),
+            Some(Command::Echo(args)) => echo::run(args),
+            Some(Command::Time(args)) => time::run(args),
+            Some(Command::Exec(args)) => exec::run(args),
+            Some(Command::Files(args)) => files::run(args),
+            Some(Command::Http(args)) => http::run(args),
+            Some(Command::Chat(args)) => chat::run(args),
+            Some(Command::Whoami(args)) => whoami::run(args),
+            Some(Command::Client(command)) => client::run(command),
+        });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

@@ -1,54 +1,290 @@
 //! Running any server from the command line: signals, the `listening on`
-//! line, graceful shutdown, and the choice of mix-in.
+//! line, graceful shutdown, restart on SIGHUP, and the choice of mix-in.
 
 use std::io::{self, Write};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
+use std::time::{Duration, Instant};
 
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use socketserver::restart::{Inherited, Restarter};
 use socketserver::{
-    Address, BaseServer, CoroutineMixIn, ForkingMixIn, MixIn, Server, Synchronous, ThreadPoolMixIn,
-    ThreadingMixIn, Transport,
+    Address, AddressOf, BaseServer, CoroutineMixIn, ForkingMixIn, MixIn, RequestOf, Server,
+    ServerAddress, Synchronous, ThreadPoolMixIn, ThreadingMixIn, Transport,
 };
 
 use crate::Mode;
 
+/// Keeps `fork(2)` and the log lines of the program's other threads apart.
+/// A log line holds the logger's lock (stderr's) while it is written; a
+/// request's child forked by `--mode forking` at that moment would inherit
+/// it locked, with no thread to unlock it, and hang at its own first log
+/// line until the drain deadline killed it. The serving thread holds the
+/// gate for reading while it hands a request to the mix-in (the fork); the
+/// signal and restart threads hold it for writing while they log.
+static FORK_GATE: RwLock<()> = RwLock::new(());
+
+/// `log::$level!`, from a thread other than the serving one: see
+/// [`FORK_GATE`].
+macro_rules! aside {
+    ($level:ident, $($arg:tt)*) => {{
+        let _gate = FORK_GATE.write().unwrap_or_else(PoisonError::into_inner);
+        log::$level!($($arg)*);
+    }};
+}
+
+/// The server as the command line runs it: a forking server's
+/// `process_request` behind [`FORK_GATE`]. (Only a forking one: in the other
+/// modes nothing forks, and a synchronous server's `process_request` runs
+/// the whole request, which must not hold up the signal thread's logging.)
+struct Gated<T: Transport, M: MixIn>(Server<T, M>);
+
+impl<T: Transport, M: MixIn + CloseTimeout> BaseServer for Gated<T, M> {
+    type Transport = T;
+    type MixIn = M;
+
+    fn base(&self) -> &Server<T, M> {
+        &self.0
+    }
+
+    fn process_request(&self, request: RequestOf<Self>, client_address: AddressOf<Self>) {
+        let _gate = M::FORKS.then(|| FORK_GATE.read().unwrap_or_else(PoisonError::into_inner));
+        self.0.process_request(request, client_address);
+    }
+}
+
 /// Serves until SIGINT or SIGTERM, then shuts down gracefully: requests in
-/// flight finish (`block_on_close`). A second signal exits at once.
+/// flight finish (`block_on_close`). A second signal exits at once. SIGHUP
+/// restarts: see [`restart`].
 pub fn serve<T: Transport, M: MixIn + CloseTimeout>(mut server: Server<T, M>) -> io::Result<()> {
     let drain = drain_timeout();
     server.mixin.set_close_timeout(drain);
-    let server = Arc::new(server);
-    let handle = server.shutdown_handle();
-    let signals = AtomicUsize::new(0);
-    ctrlc::set_handler(move || {
-        if signals.fetch_add(1, Ordering::SeqCst) == 0 {
-            log::info!(
-                "shutting down: requests in flight have {drain:?} to finish (again to force)"
-            );
-            // On a thread of its own: this one must stay free to see a
-            // second signal. The loop stops at once, except in a
-            // synchronous server whose handler waits on a client: its
-            // connection is cut when the drain deadline passes.
-            let handle = handle.clone();
-            std::thread::spawn(move || handle.shutdown_within(drain));
-        } else {
-            eprintln!("forced exit");
-            std::process::exit(130);
-        }
-    })
-    .map_err(io::Error::other)?;
+    let server = Arc::new(Gated(server));
+    let signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
+    std::thread::spawn({
+        let server = Arc::clone(&server);
+        move || watch(signals, server, drain)
+    });
     let address: Address = server.server_address().into();
     let mut stdout = io::stdout().lock();
     writeln!(stdout, "listening on {address}")?;
     stdout.flush()?;
     drop(stdout);
+    announce_ready()?;
     server.serve_forever(None)?;
     // The drain: requests in flight finish within the mix-in's
     // close_timeout (the drain timeout), or are cut off then.
     server.server_close();
+    // Stopped during a restart: the new process is stopped too once it is
+    // ready (or fails), so that no process serves on after the stop.
+    if let Some(thread) = lock(&RESTART_THREAD).take() {
+        let _ = thread.join();
+    }
+    // A socket file this process took over from its predecessor goes now,
+    // unless it was handed on in turn.
+    drop(lock(&INHERITED).take());
     log::info!("shut down");
     Ok(())
+}
+
+/// Where a server stands, as its signals see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Serving,
+    /// A successor is starting; this process serves meanwhile.
+    Restarting,
+    /// A successor took over: this process finishes its requests and exits.
+    HandedOver,
+    /// Stopping on SIGINT or SIGTERM.
+    Stopping,
+}
+
+/// The signal thread: SIGINT and SIGTERM stop the server (a second one
+/// exits at once), SIGHUP restarts it.
+fn watch<T: Transport, M: MixIn + CloseTimeout>(
+    mut signals: signal_hook::iterator::Signals,
+    server: Arc<Gated<T, M>>,
+    drain: Duration,
+) {
+    let state = Arc::new(Mutex::new(State::Serving));
+    let mut stops = 0;
+    for signal in signals.forever() {
+        if signal == SIGHUP {
+            let mut now = lock(&state);
+            match *now {
+                State::Serving => {
+                    *now = State::Restarting;
+                    let (server, state) = (Arc::clone(&server), Arc::clone(&state));
+                    let thread = std::thread::spawn(move || restart(&server, &state, drain));
+                    *lock(&RESTART_THREAD) = Some(thread);
+                }
+                State::Restarting => aside!(warn, "SIGHUP ignored: a restart is under way"),
+                State::HandedOver | State::Stopping => {
+                    aside!(warn, "SIGHUP ignored: this process is stopping")
+                }
+            }
+            continue;
+        }
+        stops += 1;
+        if stops > 1 {
+            eprintln!("forced exit");
+            std::process::exit(130);
+        }
+        let before = std::mem::replace(&mut *lock(&state), State::Stopping);
+        if before == State::HandedOver {
+            aside!(
+                info,
+                "stopping already: requests in flight have {drain:?} to finish (again to force)"
+            );
+            continue;
+        }
+        aside!(
+            info,
+            "shutting down: requests in flight have {drain:?} to finish (again to force)"
+        );
+        if let Err(err) = socketserver::restart::notify("STOPPING=1") {
+            aside!(warn, "{err}");
+        }
+        // On a thread of its own: this one must stay free to see a second
+        // signal. The loop stops at once, except in a synchronous server
+        // whose handler waits on a client: its connection is cut when the
+        // drain deadline passes.
+        let handle = server.shutdown_handle();
+        std::thread::spawn(move || handle.shutdown_within(drain));
+    }
+}
+
+/// On SIGHUP: starts a new process of this program (the path it was started
+/// from, so that an upgraded binary takes over, with the same arguments)
+/// and hands it the listening socket; once it has printed its `listening
+/// on` line and reported ready, this process stops accepting, finishes its
+/// requests within the drain timeout and exits 0. The socket is never closed
+/// while either process could accept: no connection is refused or reset.
+/// If the new process fails to start or to report ready within
+/// `--restart-timeout`, it is killed and this one serves on.
+fn restart<T: Transport, M: MixIn + CloseTimeout>(
+    server: &Gated<T, M>,
+    state: &Mutex<State>,
+    drain: Duration,
+) {
+    let started = Instant::now();
+    let result = match (RESTARTER.get(), server.base().socket()) {
+        (Some(Ok(restarter)), Ok(socket)) => {
+            aside!(
+                info,
+                "restarting: starting {}",
+                restarter.program().display()
+            );
+            restarter.spawn(&[socket.as_fd()])
+        }
+        (Some(Err(err)), _) => Err(io::Error::new(err.kind(), err.to_string())),
+        (None, _) => Err(io::Error::other("restart: not set up (init_restart)")),
+        (_, Err(err)) => Err(err),
+    };
+    let child = match result {
+        Ok(child) => child,
+        Err(err) => {
+            aside!(error, "{err}; this process serves on");
+            let mut now = lock(state);
+            if *now == State::Restarting {
+                *now = State::Serving;
+            }
+            return;
+        }
+    };
+    let pid = child.id();
+    let mut now = lock(state);
+    if *now == State::Stopping {
+        // Stopped while the new process started: it stops too.
+        aside!(info, "restart: stopping the new process {pid} too");
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        return;
+    }
+    *now = State::HandedOver;
+    drop(now);
+    aside!(
+        info,
+        "restart: process {pid} took over in {} ms; this one stops accepting, and its \
+         requests in flight have {drain:?} to finish",
+        started.elapsed().as_millis()
+    );
+    // Under systemd (Type=notify), the new process is the service's main
+    // process from now on.
+    if let Err(err) = socketserver::restart::notify(&format!("MAINPID={pid}\nREADY=1")) {
+        aside!(warn, "{err}");
+    }
+    let _ = server.shutdown_handle().shutdown_within(drain);
+}
+
+/// The thread of the restart under way, if any.
+static RESTART_THREAD: Mutex<Option<std::thread::JoinHandle<()>>> = Mutex::new(None);
+
+/// What a predecessor passed to this process (started by a restart), taken
+/// at start; the successor's socket file goes with it.
+static INHERITED: Mutex<Option<Inherited>> = Mutex::new(None);
+
+/// How a restart starts the next process: read at start, before an upgrade
+/// can replace the executable (or the error that prevented it, reported
+/// at SIGHUP).
+static RESTARTER: OnceLock<io::Result<Restarter>> = OnceLock::new();
+
+/// Call first thing in `main`, before any thread starts: takes the sockets
+/// a predecessor passed (if a restart started this process) and records
+/// this program's path and arguments, and `--restart-timeout`, for the next
+/// restart.
+pub fn init_restart(ready_timeout_secs: f64) -> io::Result<()> {
+    let ready_timeout = duration("--restart-timeout", ready_timeout_secs)?;
+    *lock(&INHERITED) = Inherited::from_env()?;
+    let _ = RESTARTER.set(Restarter::new().map(|mut restarter| {
+        restarter.ready_timeout = ready_timeout;
+        restarter
+    }));
+    Ok(())
+}
+
+/// The listening socket a predecessor passed, if this process was started
+/// by a restart (and has not taken it yet).
+pub fn inherited_socket() -> Option<OwnedFd> {
+    lock(&INHERITED).as_mut()?.take(0)
+}
+
+/// Whether a restart started this process.
+fn is_successor() -> bool {
+    lock(&INHERITED).is_some()
+}
+
+/// `Server::new(address, handler)` — or, in a process a restart started,
+/// the server on the socket its predecessor passed: nothing is bound.
+pub fn new_server<T: Transport, M: MixIn + Default>(
+    address: impl ServerAddress<T>,
+    handler: impl socketserver::RequestHandler<T::Kind>,
+) -> io::Result<Server<T, M>> {
+    match inherited_socket() {
+        Some(fd) => Server::from_fd(fd, handler),
+        None => Server::new(address, handler),
+    }
+}
+
+/// Tells whoever waits that this process serves: the predecessor (a
+/// restart), or systemd (`Type=notify`).
+fn announce_ready() -> io::Result<()> {
+    if let Some(inherited) = lock(&INHERITED).as_mut() {
+        return inherited.ready();
+    }
+    if let Err(err) = socketserver::restart::notify("READY=1") {
+        log::warn!("{err}");
+    }
+    Ok(())
+}
+
+/// A lock whose holder cannot have panicked half-way through a change.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// `--drain-timeout`'s default: long enough for any honest request, short of
@@ -59,12 +295,7 @@ static DRAIN_TIMEOUT: std::sync::OnceLock<Duration> = std::sync::OnceLock::new()
 
 /// Records `--drain-timeout` for every server command.
 pub fn set_drain_timeout(secs: f64) -> io::Result<()> {
-    let drain = Duration::try_from_secs_f64(secs).map_err(|e| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("bad --drain-timeout {secs}: {e}"),
-        )
-    })?;
+    let drain = duration("--drain-timeout", secs)?;
     let _ = DRAIN_TIMEOUT.set(drain);
     Ok(())
 }
@@ -78,6 +309,8 @@ fn drain_timeout() -> Duration {
 
 /// A mix-in whose `server_close` waits at most a drain deadline.
 pub trait CloseTimeout {
+    /// Whether the mix-in forks a child per request (see [`FORK_GATE`]).
+    const FORKS: bool = false;
     /// Sets how long `server_close` waits before stopping the requests.
     fn set_close_timeout(&mut self, timeout: Duration);
 }
@@ -98,12 +331,14 @@ macro_rules! close_timeout {
     )*};
 }
 
-close_timeout!(
-    ThreadingMixIn,
-    ThreadPoolMixIn,
-    CoroutineMixIn,
-    ForkingMixIn
-);
+close_timeout!(ThreadingMixIn, ThreadPoolMixIn, CoroutineMixIn);
+
+impl CloseTimeout for ForkingMixIn {
+    const FORKS: bool = true;
+    fn set_close_timeout(&mut self, timeout: Duration) {
+        self.close_timeout = Some(timeout);
+    }
+}
 
 pub trait Build {
     /// The transport the server uses.
@@ -133,10 +368,14 @@ pub fn serve_in_mode<B: Build>(mode: Mode, workers: Option<usize>, build: B) -> 
         }
         Mode::Forking => {
             let mut server = build.build::<ForkingMixIn>()?;
-            // The program's other thread is the signal handler's (ctrlc),
-            // blocked in read(2) on its pipe: it holds no lock a child
-            // could need. (The thread that stops the server starts only
-            // after a signal, when no more children are forked.)
+            // The program's other thread is the signal handler's
+            // (signal-hook), blocked in poll(2) on its pipe; during a
+            // restart, another starts the new process (posix_spawn: nothing
+            // of it runs in a fork of this one) and waits on a pipe.
+            // Neither holds a lock a child could need, except while it
+            // logs, which FORK_GATE keeps apart from the fork. (The thread
+            // that stops the server starts only after a signal, when no
+            // more children are forked.)
             server.mixin.fork_with_threads = true;
             serve(server)
         }
@@ -158,9 +397,10 @@ impl<H: RequestHandler<Stream>> Build for TcpServer<H> {
     type Transport = Tcp;
     fn build<M: MixIn + Default>(self) -> io::Result<Server<Tcp, M>> {
         let TcpServer(address, handler, options) = self;
-        let mut server = match options.inherited {
-            Some(index) => Server::<Tcp, M>::from_systemd(index, handler)?,
-            None => {
+        let mut server = match (inherited_socket(), options.inherited) {
+            (Some(fd), _) => Server::<Tcp, M>::from_fd(fd, handler)?,
+            (None, Some(index)) => Server::<Tcp, M>::from_systemd(index, handler)?,
+            (None, None) => {
                 let mut server = Server::<Tcp, M>::unbound(address.as_str(), handler)?;
                 server.allow_reuse_port = options.reuse_port;
                 server.bind_and_activate()?;
@@ -196,6 +436,9 @@ impl NetOptions {
     /// activation is picked up without any option.
     pub fn from_args(listen: &crate::Listen) -> io::Result<Self> {
         let inherited = match listen.listen_fd {
+            // A restart passed the socket (descriptor 3 now, whatever the
+            // first process was given): see TcpServer::build.
+            _ if is_successor() => None,
             Some(fd) if fd < 3 => {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidInput,
@@ -236,13 +479,17 @@ impl NetOptions {
 impl<H: RequestHandler<Datagram>> Build for UdpServer<H> {
     type Transport = Udp;
     fn build<M: MixIn + Default>(self) -> io::Result<Server<Udp, M>> {
-        Server::<Udp, M>::new(self.0.as_str(), self.1)
+        new_server(self.0.as_str(), self.1)
     }
 }
 
 impl<H: RequestHandler<Stream>> Build for UnixServer<H> {
     type Transport = Unix;
     fn build<M: MixIn + Default>(self) -> io::Result<Server<Unix, M>> {
+        if let Some(fd) = inherited_socket() {
+            // The socket file exists, with its mode: nothing is bound.
+            return Server::from_fd(fd, self.2);
+        }
         // Unbound first: the mode is applied between bind and listen.
         let mut server = Server::<Unix, M>::unbound(self.0, self.2)?;
         server.unix_socket_mode = self.1;
@@ -254,6 +501,9 @@ impl<H: RequestHandler<Stream>> Build for UnixServer<H> {
 impl<H: RequestHandler<Datagram>> Build for UnixDgramServer<H> {
     type Transport = UnixDgram;
     fn build<M: MixIn + Default>(self) -> io::Result<Server<UnixDgram, M>> {
+        if let Some(fd) = inherited_socket() {
+            return Server::from_fd(fd, self.2);
+        }
         let mut server = Server::<UnixDgram, M>::unbound(self.0, self.2)?;
         server.unix_socket_mode = self.1;
         server.bind_and_activate()?;
@@ -318,13 +568,15 @@ pub fn remove_stale_socket(path: &std::path::Path) -> io::Result<()> {
 
 /// Seconds from the command line as a duration (fractions allowed).
 pub fn seconds(secs: Option<f64>) -> io::Result<Option<std::time::Duration>> {
-    secs.map(|s| {
-        std::time::Duration::try_from_secs_f64(s).map_err(|e| {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("bad --timeout {s}: {e}"),
-            )
-        })
+    secs.map(|s| duration("--timeout", s)).transpose()
+}
+
+/// The value of `option`, in seconds (fractions allowed), as a duration.
+fn duration(option: &str, secs: f64) -> io::Result<Duration> {
+    Duration::try_from_secs_f64(secs).map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("bad {option} {secs}: {e}"),
+        )
     })
-    .transpose()
 }

@@ -9,7 +9,7 @@ use chrono::format::{Item, StrftimeItems};
 use clap::Args;
 use socketserver::{Datagram, DatagramRequest, RequestHandler, UDPServer};
 
-use crate::run::serve;
+use crate::run::{new_server, serve};
 
 #[derive(Debug, Args)]
 pub struct TimeArgs {
@@ -59,5 +59,6 @@ impl RequestHandler<Datagram> for TimeHandler {
 }
 
 pub fn run(args: TimeArgs) -> io::Result<()> {
-    serve(UDPServer::new(args.bind.as_str(), TimeHandler)?)
+    let server: UDPServer = new_server(args.bind.as_str(), TimeHandler)?;
+    serve(server)
 }

@@ -150,6 +150,21 @@ impl<'r> Body<'r> {
         u64::from_str_radix(text, 16).map_err(|_| invalid("bad chunk size"))
     }
 
+    /// Reads at most `left` bytes (what the framing still allows) into
+    /// `buf`; end of file here means the client left mid-body.
+    fn read_within(&mut self, buf: &mut [u8], left: u64) -> io::Result<usize> {
+        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        let n = self.rfile.read(&mut buf[..want])?;
+        if n == 0 {
+            self.framing = Framing::Done;
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "body cut short",
+            ));
+        }
+        Ok(n)
+    }
+
     fn trailers(&mut self) -> io::Result<()> {
         for _ in 0..=super::request::MAX_HEADERS {
             if self.line(super::request::MAX_LINE)?.is_empty() {
@@ -170,15 +185,7 @@ impl Read for Body<'_> {
                 Framing::Empty | Framing::Done => return Ok(0),
                 Framing::Length(0) => self.framing = Framing::Done,
                 Framing::Length(left) => {
-                    let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-                    let n = self.rfile.read(&mut buf[..want])?;
-                    if n == 0 {
-                        self.framing = Framing::Done;
-                        return Err(io::Error::new(
-                            io::ErrorKind::UnexpectedEof,
-                            "body cut short",
-                        ));
-                    }
+                    let n = self.read_within(buf, left)?;
                     self.framing = Framing::Length(left - n as u64);
                     return self.count(n);
                 }
@@ -201,15 +208,7 @@ impl Read for Body<'_> {
                     self.framing = Framing::Chunked(None);
                 }
                 Framing::Chunked(Some(left)) => {
-                    let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-                    let n = self.rfile.read(&mut buf[..want])?;
-                    if n == 0 {
-                        self.framing = Framing::Done;
-                        return Err(io::Error::new(
-                            io::ErrorKind::UnexpectedEof,
-                            "body cut short",
-                        ));
-                    }
+                    let n = self.read_within(buf, left)?;
                     self.framing = Framing::Chunked(Some(left - n as u64));
                     return self.count(n);
                 }

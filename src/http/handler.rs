@@ -37,7 +37,6 @@ pub const DEFAULT_ERROR_CONTENT_TYPE: &str = "text/html;charset=utf-8";
 /// assert_eq!(options.server_version, "BaseHTTP/0.6");
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
 pub struct HTTPOptions {
     /// Python's `protocol_version`: `"HTTP/1.1"` keeps connections alive
     /// between requests (the handler must then send `Content-Length`, or

@@ -39,6 +39,8 @@ mod response;
 mod server;
 mod simple;
 
+/// The `http` crate's types that this module's API takes and returns.
+pub use ::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 pub use adapter::HTTPHandler;
 pub use body::{Body, BodyTooLarge};
 pub use handler::{
@@ -49,3 +51,8 @@ pub use response::{HTTPRequest, ResponseWriter};
 pub use server::{HTTPSServer, ThreadingHTTPSServer};
 pub use server::{HTTPServer, ThreadingHTTPServer};
 pub use simple::SimpleHTTPRequestHandler;
+
+/// docs/http.md's code, compiled as doctests so that the guide stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/http.md")]
+pub struct HttpGuideDoctests;

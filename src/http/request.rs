@@ -175,11 +175,18 @@ fn parse(requestline: String, block: &[u8], count: usize) -> Result<Head, HeadEr
     let bad = |code: u16, message: String| HeadError::Refused(code, message, requestline.clone());
     let words: Vec<&str> = requestline.split(' ').collect();
     if words.len() != 3 || words.iter().any(|w| w.is_empty()) {
-        return Err(bad(400, format!("Bad request syntax ({requestline:?})")));
+        return Err(bad(
+            400,
+            format!("Bad request syntax ({})", py_repr(&requestline)),
+        ));
     }
     let (command, target, request_version) = (words[0], words[1], words[2]);
-    let version = parse_version(request_version)
-        .ok_or_else(|| bad(400, format!("Bad request version ({request_version:?})")))?;
+    let version = parse_version(request_version).ok_or_else(|| {
+        bad(
+            400,
+            format!("Bad request version ({})", py_repr(request_version)),
+        )
+    })?;
     if version.0 >= 2 {
         return Err(bad(
             505,
@@ -189,17 +196,23 @@ fn parse(requestline: String, block: &[u8], count: usize) -> Result<Head, HeadEr
     if version.0 != 1 {
         return Err(bad(
             400,
-            format!("Bad request version ({request_version:?})"),
+            format!("Bad request version ({})", py_repr(request_version)),
         ));
     }
     if ::http::Method::from_bytes(command.as_bytes()).is_err() {
-        return Err(bad(400, format!("Bad request syntax ({requestline:?})")));
+        return Err(bad(
+            400,
+            format!("Bad request syntax ({})", py_repr(&requestline)),
+        ));
     }
     if target
         .bytes()
         .any(|b| b.is_ascii_control() || b == b' ' || b >= 0x7f)
     {
-        return Err(bad(400, format!("Bad request syntax ({requestline:?})")));
+        return Err(bad(
+            400,
+            format!("Bad request syntax ({})", py_repr(&requestline)),
+        ));
     }
     // gh-87389 (CVE-2021-28861): `//host/…` would later be taken for a
     // network path; collapse the leading slashes as Python does.
@@ -232,6 +245,26 @@ fn parse(requestline: String, block: &[u8], count: usize) -> Result<Head, HeadEr
         headers: map,
         requestline,
     })
+}
+
+/// Python's `repr` of a string, as its error messages quote the request:
+/// single quotes, backslash escapes for quotes, backslashes and controls.
+pub(crate) fn py_repr(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('\'');
+    for c in s.chars() {
+        match c {
+            '\'' => out.push_str("\\'"),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
 }
 
 /// `HTTP/<digits>.<digits>`, at most 10 digits each (gh-103204): Python's

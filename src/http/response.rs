@@ -62,6 +62,34 @@ impl<'r> ResponseWriter<'r> {
         self.written
     }
 
+    /// Sends the rest of a file's bytes (`from` holds them, the head must
+    /// have gone): on a plain TCP connection outside a coroutine through
+    /// `std::io::copy`, which Linux turns into sendfile(2) (no copy into
+    /// user space); else through `buffer`.
+    pub(crate) fn send_file(
+        &mut self,
+        from: &mut std::io::Take<std::fs::File>,
+        buffer: &mut [u8],
+    ) -> io::Result<()> {
+        self.send_head()?;
+        if let Connection::Tcp(tcp) = self.connection {
+            if !crate::mixin::suspend::in_coroutine() {
+                let mut tcp = tcp;
+                self.written += io::copy(from, &mut tcp)?;
+                return Ok(());
+            }
+        }
+        loop {
+            let n = match io::Read::read(from, buffer) {
+                Ok(0) => return Ok(()),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            self.write_all(&buffer[..n])?;
+        }
+    }
+
     /// Sends the buffered head, if any.
     fn send_head(&mut self) -> io::Result<()> {
         if !self.head.is_empty() {
@@ -377,7 +405,10 @@ impl<'r> HTTPRequest<'r> {
 
     /// The 501 of a method without a `do_*`.
     pub(crate) fn send_unsupported(&mut self) -> io::Result<()> {
-        let message = format!("Unsupported method ({:?})", self.command);
+        let message = format!(
+            "Unsupported method ({})",
+            super::request::py_repr(&self.command)
+        );
         self.send_error_message(501, Some(&message), None)
     }
 

@@ -23,9 +23,13 @@ const QUOTE: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'~')
     .remove(b'/');
 
-/// The buffer files are copied through: large enough that a big file goes
-/// out in few system calls.
+/// The buffer files are copied through where sendfile(2) cannot be used
+/// (TLS, coroutines): large enough that a big file goes out in few system
+/// calls.
 const COPY_BUFFER: usize = 256 * 1024;
+
+/// How much of a file goes out with the head, in its write.
+const FIRST_CHUNK: usize = 60 * 1024;
 
 /// Python's `SimpleHTTPRequestHandler`: serves the files under
 /// [`directory`](Self::directory) for GET and HEAD.
@@ -290,7 +294,12 @@ impl SimpleHTTPRequestHandler {
         request.end_headers();
         if with_body {
             file.seek(SeekFrom::Start(start))?;
-            copy(&mut file.take(count), &mut request.wfile)?;
+            let mut body = file.take(count);
+            // The head leaves with the file's first bytes, in one write.
+            let mut buffer = vec![0; COPY_BUFFER.min(count as usize).max(1)];
+            let first = read_some(&mut body, &mut buffer[..FIRST_CHUNK.min(count as usize)])?;
+            request.wfile.write_all(&buffer[..first])?;
+            request.wfile.send_file(&mut body, &mut buffer)?;
         }
         Ok(())
     }
@@ -332,7 +341,6 @@ fn not_modified(request: &HTTPRequest<'_>, etag: &str, modified: SystemTime) -> 
 /// One byte range (`Ok(Some((first, last)))`), none (`Ok(None)`: the whole
 /// file — also for several ranges or a stale `If-Range`), or unsatisfiable
 /// (`Err`).
-#[allow(clippy::result_unit_err)]
 fn range(
     request: &HTTPRequest<'_>,
     len: u64,
@@ -394,20 +402,19 @@ fn range(
     }
 }
 
-/// Copies through one large buffer.
-fn copy(from: &mut impl Read, to: &mut impl Write) -> io::Result<u64> {
-    let mut buffer = vec![0; COPY_BUFFER];
-    let mut total = 0;
-    loop {
-        let n = match from.read(&mut buffer) {
-            Ok(0) => return Ok(total),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+/// Reads until `buffer` is full or the end: the file's first bytes, to
+/// go with the head.
+fn read_some(from: &mut impl Read, buffer: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buffer.len() {
+        match from.read(&mut buffer[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
-        };
-        to.write_all(&buffer[..n])?;
-        total += n as u64;
+        }
     }
+    Ok(filled)
 }
 
 // Python's method names are kept on purpose: the crate is for porting.

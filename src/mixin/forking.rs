@@ -10,9 +10,8 @@
 //! request (reported to `handle_error`, the connection closed) when the
 //! process runs more than one thread, unless the program opts in with
 //! [`ForkingMixIn::fork_with_threads`], stating that its other threads hold
-//! no lock a child could need. This file
-//! is the only one in the crate allowed `unsafe`: for `fork()` and the
-//! child's `_exit()`.
+//! no lock a child could need. The crate denies `unsafe`; this file allows
+//! it for `fork()` and the child's `_exit()`.
 
 #![allow(unsafe_code)]
 
@@ -125,15 +124,18 @@ impl ForkingMixIn {
             let gone = wait_for_one(&children);
             self.active_children.lock().retain(|&pid| pid != gone);
         }
-        while blocking {
+        if !blocking {
+            return;
+        }
+        loop {
             let children = std::mem::take(&mut *self.active_children.lock());
             for &pid in &children {
                 reap(pid, true);
             }
-            if children.is_empty() && self.forking.load(Ordering::SeqCst) == 0 {
-                break;
-            }
             if children.is_empty() {
+                if self.forking.load(Ordering::SeqCst) == 0 {
+                    return;
+                }
                 std::thread::yield_now(); // a fork under way: its child comes next
             }
         }

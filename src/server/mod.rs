@@ -6,7 +6,7 @@ mod handle;
 mod open_requests;
 mod selector;
 mod serve;
-mod socket_file;
+pub(crate) mod socket_file;
 // Named for the one type it holds, as the transports' files are.
 #[allow(clippy::module_inception)]
 mod server;

@@ -6,6 +6,8 @@
 //! running `socketserver` program.
 #![allow(dead_code)] // each test file uses a different subset
 
+pub mod http;
+
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::os::unix::fs::PermissionsExt;
