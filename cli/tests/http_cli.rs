@@ -154,3 +154,31 @@ fn https_with_tls_cert_and_key() {
         assert!(server.terminate().success());
     });
 }
+
+/// Python's HTTPServer sets allow_reuse_address: stopped after serving
+/// (HTTP/1.0 leaves the server's side of each connection in TIME_WAIT),
+/// the command starts again on the same port at once.
+#[test]
+fn restarts_on_the_same_port_despite_time_wait() {
+    bounded(LIMIT, || {
+        let dir = site();
+        let path = dir.path().to_str().unwrap();
+        let first = Running::start(&["http", "--directory", path, "--bind", "127.0.0.1:0"]);
+        let address = first.address.clone();
+        // The server closes first (HTTP/1.0, and the client does not shut
+        // down its side): the server's side stays in TIME_WAIT.
+        let mut stream = TcpStream::connect(first.socket_addr()).unwrap();
+        stream.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
+        stream
+            .write_all(b"GET /hello.txt HTTP/1.0\r\n\r\n")
+            .unwrap();
+        let mut reply = String::new();
+        stream.read_to_string(&mut reply).unwrap();
+        assert!(reply.starts_with("HTTP/1.0 200 OK\r\n"));
+        assert!(first.terminate().success());
+        let again = Running::start(&["http", "--directory", path, "--bind", &address]);
+        assert_eq!(again.address, address);
+        assert!(get(&again, b"GET /hello.txt HTTP/1.0\r\n\r\n").ends_with("hello from http\n"));
+        assert!(again.terminate().success());
+    });
+}
