@@ -23,6 +23,8 @@
 #[allow(dead_code)]
 #[path = "servers/harness.rs"]
 mod harness;
+#[path = "servers/http.rs"]
+mod http;
 #[path = "servers/python.rs"]
 mod python;
 #[path = "servers/report.rs"]
@@ -44,7 +46,8 @@ const SYNC: &str = "socketserver sync";
 const THREADING: &str = "socketserver threading";
 const POOL: &str = "socketserver pool";
 const COROUTINE: &str = "socketserver coroutine";
-const ANCHORS: [&str; 3] = [STD, TOKIO, CPYTHON];
+// axum is the HTTP scenario's anchor only (no echo table has its row).
+const ANCHORS: [&str; 4] = [STD, TOKIO, http::AXUM, CPYTHON];
 
 /// What a run measures, and for how long.
 #[derive(Debug, Clone)]
@@ -65,6 +68,10 @@ struct Config {
     udp_sockets: usize,
     framed_connections: usize,
     framed_bodies: Vec<usize>,
+    /// wrk's measured run, whole seconds (wrk takes no less).
+    http_seconds: u64,
+    /// An unmeasured wrk run first, seconds.
+    http_warmup: Option<u64>,
     filters: Vec<String>,
     out: Option<PathBuf>,
 }
@@ -102,6 +109,8 @@ impl Config {
                 udp_sockets: 32,
                 framed_connections: 16,
                 framed_bodies: vec![16 * 1024, 1024],
+                http_seconds: 1,
+                http_warmup: None,
                 filters,
                 out,
             }
@@ -123,6 +132,8 @@ impl Config {
                 udp_sockets: 32,
                 framed_connections: 16,
                 framed_bodies: vec![16 * 1024, 1024],
+                http_seconds: 4,
+                http_warmup: Some(1),
                 filters,
                 out,
             }
@@ -181,6 +192,9 @@ struct Bins {
     std: PathBuf,
     tokio: PathBuf,
     framed: PathBuf,
+    /// The HTTP scenario's anchors.
+    axum_http: PathBuf,
+    tiny_http: PathBuf,
     python: Option<PathBuf>,
     /// Another build of the `socketserver` program (`BENCH_BASELINE`), run
     /// beside this one as "baseline …": before/after comparisons.
@@ -211,6 +225,10 @@ fn build() -> io::Result<Bins> {
             "bench_tokio_server",
             "--example",
             "bench_framed_server",
+            "--example",
+            "bench_axum_http",
+            "--example",
+            "bench_tiny_http",
         ])
         .status()?;
     if !status.success() {
@@ -231,6 +249,8 @@ fn build() -> io::Result<Bins> {
         std: release.join("examples/bench_std_server"),
         tokio: release.join("examples/bench_tokio_server"),
         framed: release.join("examples/bench_framed_server"),
+        axum_http: release.join("examples/bench_axum_http"),
+        tiny_http: release.join("examples/bench_tiny_http"),
         python,
         baseline: std::env::var_os("BENCH_BASELINE").map(PathBuf::from),
     })
@@ -1171,6 +1191,7 @@ fn targets(results: &Results) -> String {
             ]);
         }
     }
+    http::targets(results, &mut rows);
     let mut out = String::from(
         "| target | measured | wanted | | from the same run |\n|---|---:|---:|---|---|\n",
     );
@@ -1346,7 +1367,7 @@ fn main() {
     let started = Instant::now();
     let mut results = Results::default();
     type Scenario = fn(&Config, &Bins, &mut Results);
-    let scenarios: [(&str, Scenario); 7] = [
+    let scenarios: [(&str, Scenario); 8] = [
         ("pingpong", ping_pong),
         ("churn", churn),
         ("burst", burst),
@@ -1354,6 +1375,7 @@ fn main() {
         ("shutdown", shutdown),
         ("udp", udp),
         ("framed", framed),
+        ("http", http::http),
     ];
     for (name, run) in scenarios {
         if config.wants(name) {

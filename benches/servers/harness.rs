@@ -155,18 +155,32 @@ impl ServerSpec {
                 ))
             }
         };
-        process.addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .and_then(|a| a.parse().ok())
-            .ok_or_else(|| {
-                io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("{}: expected `listening on ADDR`, got {line:?}", self.name),
-                )
-            })?;
+        process.addr = listening_address(&line).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{}: expected `listening on ADDR`, got {line:?}", self.name),
+            )
+        })?;
         Ok(process)
     }
+}
+
+/// The address in a server's first line: `listening on ADDR`, or the line
+/// of `python3 -m http.server` (`Serving HTTP on HOST port PORT (…) ...`),
+/// which the HTTP scenario runs as its users do, on port 0 (its stdout
+/// unbuffered, `-u`, so that the line arrives at once).
+fn listening_address(line: &str) -> Option<SocketAddr> {
+    let line = line.trim();
+    if let Some(addr) = line.strip_prefix("listening on ") {
+        return addr.parse().ok();
+    }
+    let mut words = line.strip_prefix("Serving HTTP on ")?.split_whitespace();
+    let host: std::net::IpAddr = words.next()?.parse().ok()?;
+    let port = match (words.next(), words.next()) {
+        (Some("port"), Some(port)) => port.parse().ok()?,
+        _ => return None,
+    };
+    Some(SocketAddr::new(host, port))
 }
 
 /// A running server. Dropping it SIGKILLs and reaps the process, so that no
