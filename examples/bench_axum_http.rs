@@ -8,8 +8,10 @@
 //! the delayed ACK (about 40 ms) on each response. Prints `listening on
 //! ADDR` and exits 0 on SIGTERM.
 
+#[path = "bench/args.rs"]
+mod args;
+
 use std::io;
-use std::path::PathBuf;
 
 use axum::serve::ListenerExt;
 use axum::Router;
@@ -19,16 +21,9 @@ use tower_http::services::ServeDir;
 
 #[tokio::main]
 async fn main() -> io::Result<()> {
-    let mut bind = "127.0.0.1:0".to_owned();
-    let mut directory = PathBuf::from(".");
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--bind" => bind = args.next().expect("--bind ADDR"),
-            "--directory" => directory = args.next().expect("--directory DIR").into(),
-            other => panic!("unknown argument {other}"),
-        }
-    }
+    let args::Args {
+        bind, directory, ..
+    } = args::parse(&["--directory"], "");
     let app = Router::new().fallback_service(ServeDir::new(directory));
     let listener = TcpListener::bind(&bind).await?;
     println!("listening on {}", listener.local_addr()?);

@@ -6,6 +6,9 @@
 //! tiny_http itself reads each connection on a thread of its elastic pool).
 //! Prints `listening on ADDR`; the bench ends it with SIGKILL.
 
+#[path = "bench/args.rs"]
+mod args;
+
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -32,16 +35,9 @@ fn content_type(path: &Path) -> &'static str {
 }
 
 fn main() {
-    let mut bind = "127.0.0.1:0".to_owned();
-    let mut directory = PathBuf::from(".");
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--bind" => bind = args.next().expect("--bind ADDR"),
-            "--directory" => directory = args.next().expect("--directory DIR").into(),
-            other => panic!("unknown argument {other}"),
-        }
-    }
+    let args::Args {
+        bind, directory, ..
+    } = args::parse(&["--directory"], "");
     let root = directory.canonicalize().expect("the directory exists");
     let server = Arc::new(Server::http(&bind).expect("bind"));
     let addr = server.server_addr().to_ip().expect("an IP listener");

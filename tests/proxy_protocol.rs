@@ -145,24 +145,18 @@ fn a_trickled_header_is_cut_at_its_deadline() {
         let (pool, sync) = (Arc::new(pool), Arc::new(sync));
         let servings = [util::serve(&pool, None), util::serve(&sync, None)];
         let header = b"PROXY TCP4 203.0.113.7 127.0.0.1 5555 443\r\n";
-        for (name, address, tricklers) in [
-            ("pool of 2", pool.server_address(), 2),
-            ("sync", sync.server_address(), 1),
-        ] {
-            let trickling: Vec<_> = (0..tricklers)
-                .map(|_| util::trickle(address, header.to_vec(), Duration::from_millis(300)))
-                .collect();
-            let started = std::time::Instant::now();
-            let reply = exchange(address, &[header, b"hello\n"]);
-            let served_after = started.elapsed();
-            assert_eq!(reply, b"203.0.113.7:5555 hello\n", "{name}");
-            let cut_after: Vec<_> = trickling.into_iter().map(|t| t.join().unwrap()).collect();
-            eprintln!("{name}: trickled headers cut after {cut_after:?}; the balancer's connection served after {served_after:?}");
-            assert!(
-                served_after < Duration::from_secs(5),
-                "{name}: served once the deadline freed the server: {served_after:?}"
-            );
-        }
+        util::trickled_phase_is_cut(
+            "headers",
+            [
+                ("pool of 2", pool.server_address(), 2),
+                ("sync", sync.server_address(), 1),
+            ],
+            || header.to_vec(),
+            |address| {
+                let reply = exchange(address, &[header, b"hello\n"]);
+                assert_eq!(reply, b"203.0.113.7:5555 hello\n");
+            },
+        );
         pool.shutdown().unwrap();
         sync.shutdown().unwrap();
         for serving in servings {

@@ -612,3 +612,31 @@ pub fn trickle(address: SocketAddr, bytes: Vec<u8>, pace: Duration) -> JoinHandl
         panic!("the whole trickle was taken: no deadline");
     })
 }
+
+/// The deadline test of a connection's first phase (a TLS handshake, a
+/// PROXY header): on each `(name, address, tricklers)` server, `tricklers`
+/// clients trickle `attack()` a byte every 300 ms (each byte well within a
+/// 1 s timeout) while a real client's exchange, `real(address)`, must be
+/// served well before the trickle could end: the phase's deadline, not a
+/// per-read timeout, frees the server. Prints both times.
+pub fn trickled_phase_is_cut(
+    phase: &str,
+    servers: [(&str, SocketAddr, usize); 2],
+    attack: impl Fn() -> Vec<u8>,
+    real: impl Fn(SocketAddr),
+) {
+    for (name, address, tricklers) in servers {
+        let trickling: Vec<_> = (0..tricklers)
+            .map(|_| trickle(address, attack(), Duration::from_millis(300)))
+            .collect();
+        let started = Instant::now();
+        real(address);
+        let served_after = started.elapsed();
+        let cut_after: Vec<_> = trickling.into_iter().map(|t| t.join().unwrap()).collect();
+        eprintln!("{name}: trickled {phase} cut after {cut_after:?}; a real client served after {served_after:?}");
+        assert!(
+            served_after < Duration::from_secs(5),
+            "{name}: served once the deadline freed the server, not after the trickle: {served_after:?}"
+        );
+    }
+}
