@@ -550,8 +550,8 @@ impl Drop for Inherited {
     }
 }
 
-/// Takes ownership of inherited descriptor `fd`, close-on-exec. The one
-/// place outside mixin::forking allowed `unsafe`: std cannot turn a
+/// Takes ownership of inherited descriptor `fd`, close-on-exec. `unsafe`
+/// (denied in the crate but where a file says why): std cannot turn a
 /// descriptor number into an owned descriptor safely.
 #[allow(unsafe_code)]
 fn take_fd(fd: RawFd) -> io::Result<OwnedFd> {
