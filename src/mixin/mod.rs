@@ -138,12 +138,12 @@ pub(crate) fn hand_over_refusable<S: BaseServer + ?Sized, T>(
     type Slot<S> = parking_lot::Mutex<Option<(RequestOf<S>, AddressOf<S>)>>;
     fn refuse<S: BaseServer + ?Sized>(server: &S, slot: &Slot<S>, err: std::io::Error) {
         if let Some((request, client_address)) = slot.lock().take() {
-            let error = RequestError::Process(err);
-            if let Err(message) =
-                crate::panic::catch(|| server.handle_error(&request, &client_address, &error))
-            {
-                log::error!("handle_error panicked: {message} (while reporting: {error})");
-            }
+            report(
+                server,
+                &request,
+                &client_address,
+                &RequestError::Process(err),
+            );
             server.shutdown_request(request);
         }
     }
@@ -228,14 +228,24 @@ fn finish_and_report<S: BaseServer + ?Sized>(
     };
     let ok = error.is_none();
     if let Some(error) = error {
-        // A panicking handle_error must not skip shutdown_request.
-        if let Err(message) =
-            crate::panic::catch(|| server.handle_error(request, client_address, &error))
-        {
-            log::error!("handle_error panicked: {message} (while reporting: {error})");
-        }
+        report(server, request, client_address, &error);
     }
     // Given up before shutdown_request closes the socket (see OpenRequests).
     drop(open);
     ok
+}
+
+/// `handle_error`, guarded: a panicking `handle_error` is logged, and must
+/// not skip the `shutdown_request` that follows.
+fn report<S: BaseServer + ?Sized>(
+    server: &S,
+    request: &RequestOf<S>,
+    client_address: &AddressOf<S>,
+    error: &RequestError,
+) {
+    if let Err(message) =
+        crate::panic::catch(|| server.handle_error(request, client_address, error))
+    {
+        log::error!("handle_error panicked: {message} (while reporting: {error})");
+    }
 }
