@@ -192,7 +192,7 @@ pub use mixin::CoroutineMixIn;
 pub use mixin::{ForkingMixIn, MixIn, Synchronous, ThreadPoolMixIn, ThreadingMixIn};
 #[cfg(feature = "proxy")]
 pub use proxy::ProxyProtocol;
-pub use server::{AddressOf, BaseServer, RequestOf, Server, ServerHandle};
+pub use server::{AddressOf, BaseServer, Refusal, RequestOf, Server, ServerHandle, ServerStats};
 pub use transport::{BindOptions, ServerAddress, Tcp, Transport, Udp, Unix, UnixDgram};
 
 /// How long a bounded stop waits for the requests it cut off (their

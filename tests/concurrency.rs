@@ -23,7 +23,7 @@ use socketserver::mixin::{Dispatch, Overload};
 #[cfg(feature = "coroutine")]
 use socketserver::CoroutineMixIn;
 use socketserver::{
-    AddressOf, BaseServer, MixIn, RequestOf, Server, StreamRequest, Synchronous, Tcp,
+    AddressOf, BaseServer, MixIn, Refusal, RequestOf, Server, StreamRequest, Synchronous, Tcp,
     ThreadPoolMixIn, ThreadPoolTCPServer, ThreadingMixIn, ThreadingTCPServer, Udp, Unix, UnixDgram,
 };
 use util::{
@@ -283,9 +283,15 @@ impl BaseServer for Busy {
     fn base(&self) -> &ThreadPoolTCPServer {
         &self.base
     }
-    fn reject_request(&self, request: RequestOf<Self>, client_address: AddressOf<Self>) {
+    fn reject_request(
+        &self,
+        request: RequestOf<Self>,
+        client_address: AddressOf<Self>,
+        reason: Refusal,
+    ) {
+        assert_eq!(reason, Refusal::Overload);
         let _ = (&request).write_all(b"busy\n");
-        self.base().reject_request(request, client_address);
+        self.base().reject_request(request, client_address, reason);
     }
 }
 

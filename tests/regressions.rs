@@ -15,7 +15,7 @@ use parking_lot::Mutex;
 use serving::Serving;
 use socketserver::mixin::{Dispatch, Overload};
 use socketserver::{
-    AddressOf, BaseServer, DatagramOptions, DatagramRequest, RequestHandler, RequestOf,
+    AddressOf, BaseServer, DatagramOptions, DatagramRequest, Refusal, RequestHandler, RequestOf,
     StreamRequest, ThreadPoolTCPServer, ThreadingTCPServer, UnixDatagramServer, UnixStreamServer,
 };
 use socketserver::{Tcp, ThreadPoolMixIn, ThreadingMixIn};
@@ -37,7 +37,7 @@ impl BaseServer for PanickyReject {
     fn base(&self) -> &ThreadPoolTCPServer {
         &self.base
     }
-    fn reject_request(&self, _: RequestOf<Self>, _: AddressOf<Self>) {
+    fn reject_request(&self, _: RequestOf<Self>, _: AddressOf<Self>, _: Refusal) {
         panic!("reject_request blew up");
     }
 }

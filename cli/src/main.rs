@@ -40,6 +40,21 @@ struct Cli {
     /// ready: past it, it is killed and this one serves on.
     #[arg(long, global = true, value_name = "SECS", default_value_t = 60.0)]
     restart_timeout: f64,
+    /// Stream servers: at most N connections open at once; one more is
+    /// refused as it is accepted (the HTTP server answers 503), and
+    /// connections are accepted again as others close. Default: no cap.
+    #[arg(long, global = true, value_name = "N")]
+    max_connections: Option<usize>,
+    /// Stream servers: at most N open connections per client IP address,
+    /// refused as with --max-connections. Behind a load balancer this is
+    /// the balancer's address, even with --proxy-protocol.
+    #[arg(long, global = true, value_name = "N")]
+    max_per_ip: Option<usize>,
+    /// Stream servers: a deadline for each request, from when its handler
+    /// starts (a kept connection's starts again with each request); past
+    /// it the connection is cut. --timeout bounds each read only.
+    #[arg(long, global = true, value_name = "SECS")]
+    request_timeout: Option<f64>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -128,6 +143,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = run::init_restart(cli.restart_timeout)
         .and_then(|()| run::set_drain_timeout(cli.drain_timeout))
+        .and_then(|()| run::set_limits(cli.max_connections, cli.max_per_ip, cli.request_timeout))
         .and_then(|()| match cli.command {
             None | Some(Command::Demo) => demo::run(),
             Some(Command::Echo(args)) => echo::run(args),

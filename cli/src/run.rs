@@ -6,7 +6,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 use socketserver::restart::{Inherited, Restarter};
 use socketserver::{
     Address, AddressOf, BaseServer, CoroutineMixIn, ForkingMixIn, MixIn, RequestOf, Server,
@@ -55,12 +55,16 @@ impl<T: Transport, M: MixIn + CloseTimeout> BaseServer for Gated<T, M> {
 
 /// Serves until SIGINT or SIGTERM, then shuts down gracefully: requests in
 /// flight finish (`block_on_close`). A second signal exits at once. SIGHUP
-/// restarts: see [`restart`].
+/// restarts: see [`restart`]. SIGUSR1 logs the server's stats.
 pub fn serve<T: Transport, M: MixIn + CloseTimeout>(mut server: Server<T, M>) -> io::Result<()> {
     let drain = drain_timeout();
     server.mixin.set_close_timeout(drain);
+    let limits = LIMITS.get().copied().unwrap_or_default();
+    server.max_connections = limits.max_connections;
+    server.max_per_ip = limits.max_per_ip;
+    server.request_timeout = limits.request_timeout;
     let server = Arc::new(Gated(server));
-    let signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
+    let signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP, SIGUSR1])?;
     std::thread::spawn({
         let server = Arc::clone(&server);
         move || watch(signals, server, drain)
@@ -109,6 +113,10 @@ fn watch<T: Transport, M: MixIn + CloseTimeout>(
     let state = Arc::new(Mutex::new(State::Serving));
     let mut stops = 0;
     for signal in signals.forever() {
+        if signal == SIGUSR1 {
+            aside!(info, "stats: {}", server.stats());
+            continue;
+        }
         if signal == SIGHUP {
             let mut now = lock(&state);
             match *now {
@@ -305,6 +313,33 @@ fn drain_timeout() -> Duration {
         .get()
         .copied()
         .unwrap_or(Duration::from_secs_f64(DEFAULT_DRAIN_SECS))
+}
+
+/// `--max-connections`, `--max-per-ip` and `--request-timeout`.
+#[derive(Debug, Clone, Copy, Default)]
+struct Limits {
+    max_connections: Option<usize>,
+    max_per_ip: Option<usize>,
+    request_timeout: Option<Duration>,
+}
+
+static LIMITS: OnceLock<Limits> = OnceLock::new();
+
+/// Records the limits every server command applies.
+pub fn set_limits(
+    max_connections: Option<usize>,
+    max_per_ip: Option<usize>,
+    request_timeout: Option<f64>,
+) -> io::Result<()> {
+    let request_timeout = request_timeout
+        .map(|secs| duration("--request-timeout", secs))
+        .transpose()?;
+    let _ = LIMITS.set(Limits {
+        max_connections,
+        max_per_ip,
+        request_timeout,
+    });
+    Ok(())
 }
 
 /// A mix-in whose `server_close` waits at most a drain deadline.

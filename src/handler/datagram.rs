@@ -10,9 +10,9 @@ use std::sync::Arc;
 use nix::sys::socket::MsgFlags;
 use socket2::{SockAddr, SockRef};
 
-use super::RequestKind;
+use super::{RequestHandler, RequestKind};
 use crate::mixin::{suspend, MixIn};
-use crate::{Address, Server, ServerHandle, Transport};
+use crate::{Address, Refusal, Server, ServerHandle, Transport};
 
 /// The datagram kind of request (UDP and Unix datagram servers):
 /// `RequestHandler<Datagram>` is Python's `DatagramRequestHandler`.
@@ -48,6 +48,10 @@ impl RequestKind for Datagram {
     /// Python's `UDPServer.shutdown_request`: nothing to shut down (the
     /// socket is the server's).
     fn shutdown_request(_: DatagramView<'_>) {}
+
+    fn refused(handler: &dyn RequestHandler<Self>, _: DatagramView<'_>, reason: Refusal) {
+        handler.refused(None, reason);
+    }
 
     fn readiness<'a>(_: Self::View<'a>) -> Option<BorrowedFd<'a>> {
         None

@@ -34,7 +34,7 @@ use std::os::fd::BorrowedFd;
 use std::panic::{self, AssertUnwindSafe};
 
 use crate::mixin::MixIn;
-use crate::{Address, Server, Transport};
+use crate::{Address, Refusal, Server, Transport};
 
 /// The kind of request a handler takes: [`Stream`] or [`Datagram`]. What
 /// happens to a request between `get_request` and the handler (and after
@@ -74,6 +74,10 @@ pub trait RequestKind: private::Sealed + Send + Sync + 'static {
     /// (stream) or send it (datagram).
     #[doc(hidden)]
     fn send_reply(request: &mut Self::Request<'_>) -> io::Result<()>;
+
+    /// Tells `handler` its request is refused ([`RequestHandler::refused`]).
+    #[doc(hidden)]
+    fn refused(handler: &dyn RequestHandler<Self>, view: Self::View<'_>, reason: Refusal);
 }
 
 /// A request handler: Python's `BaseRequestHandler` and its two subclasses.
@@ -149,6 +153,27 @@ pub trait RequestHandler<K: RequestKind = Stream>: Send + Sync + 'static {
     fn finish(&self, request: &mut K::Request<'_>) -> io::Result<()> {
         let _ = request;
         Ok(())
+    }
+
+    /// Called instead of `setup`, `handle` and `finish` when the server
+    /// refuses the request before the handler runs (not in Python): a
+    /// connection beyond [`Server::max_connections`](crate::Server::max_connections)
+    /// or [`Server::max_per_ip`](crate::Server::max_per_ip), or a full
+    /// [`ThreadPoolMixIn`](crate::ThreadPoolMixIn) under
+    /// [`Overload::Reject`](crate::mixin::Overload::Reject); `reason` says
+    /// which. A handler that speaks a protocol says "busy" in it here (the
+    /// HTTP handlers answer 503); the connection is closed after.
+    ///
+    /// `connection` is the client's stream, nothing read from it yet
+    /// (`None` for a datagram). It runs on the serving thread: write
+    /// little, and never wait for the client (send with `MSG_DONTWAIT`). A
+    /// server with [`tls`](crate::Server::tls) does not call it: no
+    /// handshake has happened. Called by the default
+    /// [`BaseServer::reject_request`](crate::BaseServer::reject_request).
+    ///
+    /// Defaults to doing nothing.
+    fn refused(&self, connection: Option<Connection<'_>>, reason: Refusal) {
+        let _ = (connection, reason);
     }
 
     /// Python's class attributes of the handler (`timeout`, `rbufsize`,

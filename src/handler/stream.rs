@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use super::{Connection, RequestHandler, RequestKind, SocketWriter};
 use crate::mixin::MixIn;
-use crate::{Address, Server, ServerHandle, Transport};
+use crate::server::stats::Outcome;
+use crate::{Address, Refusal, Server, ServerHandle, Transport};
 
 /// The stream kind of request (TCP and Unix stream servers):
 /// `RequestHandler<Stream>` is Python's `StreamRequestHandler`.
@@ -45,6 +46,7 @@ impl RequestKind for Stream {
         };
         let options = handler.options();
         let handle = server.handle();
+        let request_timeout = server.request_timeout;
         #[cfg(feature = "tls")]
         if let Some(config) = &server.tls {
             return run_tls(
@@ -53,11 +55,11 @@ impl RequestKind for Stream {
                 connection,
                 client_address,
                 handle,
-                &options,
+                (&options, request_timeout),
             );
         }
         let request = StreamRequest::new(connection, client_address, handle, &options);
-        run_on(handler, request, &options, may_park)
+        run_on(handler, request, (&options, request_timeout), may_park)
     }
 
     fn shutdown_request(connection: Connection<'_>) {
@@ -75,6 +77,10 @@ impl RequestKind for Stream {
     /// left are lost data.
     fn send_reply(request: &mut StreamRequest<'_>) -> io::Result<()> {
         request.wfile.flush()
+    }
+
+    fn refused(handler: &dyn RequestHandler<Self>, connection: Connection<'_>, reason: Refusal) {
+        handler.refused(Some(connection), reason);
     }
 }
 
@@ -223,28 +229,38 @@ fn run_tls(
     connection: Connection<'_>,
     client_address: Address,
     server: &ServerHandle,
-    options: &StreamOptions,
+    settings: Settings<'_>,
 ) -> io::Result<()> {
+    let options = settings.0;
     let timeout = options
         .timeout
         .unwrap_or(crate::tls::DEFAULT_HANDSHAKE_TIMEOUT);
     let tls = crate::tls::TlsStream::accept(config, connection, timeout)?;
     let request = StreamRequest::new(Connection::Tls(&tls), client_address, server, options);
-    let result = run_on(handler, request, options, false);
+    let result = run_on(handler, request, settings, false);
     let closed = tls.close();
     result.and(closed)
 }
 
+/// The handler's options, and the server's `request_timeout`.
+type Settings<'a> = (&'a StreamOptions, Option<Duration>);
+
 /// Runs the handler on `request`, again for as long as it asks to
-/// ([`StreamRequest::serve_again`]), or until it may park instead.
+/// ([`StreamRequest::serve_again`]), or until it may park instead. Each
+/// run gets the server's `request_timeout` from its start.
 fn run_on(
     handler: &dyn RequestHandler<Stream>,
     mut request: StreamRequest<'_>,
-    options: &StreamOptions,
+    (options, request_timeout): Settings<'_>,
     may_park: bool,
 ) -> io::Result<()> {
     request.connection.apply(options)?;
     loop {
+        if let Some(timeout) = request_timeout {
+            let fd = request.connection.fd();
+            let server = request.server;
+            server.set_request_deadline(fd, timeout, &request.client_address);
+        }
         request.again = false;
         super::run_handler(handler, &mut request)?;
         if !request.again || request.server.stopping() {
@@ -254,5 +270,8 @@ fn run_on(
         if may_park && request.rfile.buffer().is_empty() && super::keep_alive::park() {
             return Ok(());
         }
+        // A run that ended well, with another to follow here (the last run
+        // is counted as the request ends, a parked one as it parks).
+        request.server.counters().ended(Outcome::Served);
     }
 }

@@ -5,6 +5,7 @@
 //! already covers closures, and a second blanket impl would overlap it.
 
 use std::io::{self, Write};
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::sync::Arc;
 
 use ::http::header;
@@ -15,7 +16,7 @@ use super::request::{self, Head, HeadError};
 use super::response::{HTTPRequest, ResponseWriter};
 use super::server::ServerName;
 use crate::handler::deadline::Deadline;
-use crate::{RequestHandler, StreamOptions, StreamRequest};
+use crate::{Connection, Refusal, RequestHandler, StreamOptions, StreamRequest};
 
 /// Body bytes a handler left unread that are read and dropped to keep the
 /// connection; past this it is closed instead.
@@ -74,6 +75,43 @@ impl<H: BaseHTTPRequestHandler> RequestHandler for HTTPHandler<H> {
             request.serve_again();
         }
         Ok(())
+    }
+
+    /// A connection the server refuses ([`Server::max_connections`](crate::Server::max_connections),
+    /// [`Server::max_per_ip`](crate::Server::max_per_ip), a full pool) is
+    /// answered `503 Service Unavailable` with `Retry-After: 1`, if its
+    /// socket takes it at once.
+    fn refused(&self, connection: Option<Connection<'_>>, reason: Refusal) {
+        if let Some(connection) = connection {
+            answer_unavailable(connection.fd(), reason);
+        }
+    }
+}
+
+/// Writes a 503 for `reason` if the socket takes it without waiting, then
+/// reads what the client sent so far: closing a socket with unread bytes
+/// sends a reset, which may destroy the answer before the client reads it.
+fn answer_unavailable(fd: BorrowedFd<'_>, reason: Refusal) {
+    use nix::sys::socket::{recv, send, MsgFlags};
+    let body = format!("503 Service Unavailable: {reason}\n");
+    let answer = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nDate: {}\r\nContent-Type: text/plain\r\n\
+         Content-Length: {}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n{body}",
+        httpdate::fmt_http_date(std::time::SystemTime::now()),
+        body.len()
+    );
+    let fd = fd.as_raw_fd();
+    let _ = send(
+        fd,
+        answer.as_bytes(),
+        MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL,
+    );
+    let mut sink = [0; 4096];
+    for _ in 0..16 {
+        match recv(fd, &mut sink, MsgFlags::MSG_DONTWAIT) {
+            Ok(n) if n > 0 => continue,
+            _ => break,
+        }
     }
 }
 

@@ -16,6 +16,7 @@
 #![allow(unsafe_code)]
 
 use std::collections::VecDeque;
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,8 +27,11 @@ use nix::sys::wait::{waitid, waitpid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
 use parking_lot::Mutex;
 
-use super::{process_request_thread, MixIn};
-use crate::{AddressOf, BaseServer, RequestError, RequestOf, ServerHandle};
+use super::{process_request_outcome, MixIn};
+use crate::handler::RequestKind;
+use crate::server::connections::Elsewhere;
+use crate::server::stats::Outcome;
+use crate::{AddressOf, BaseServer, RequestError, RequestOf, ServerHandle, Transport};
 
 /// Python's `ForkingMixIn`: each request runs in a child process.
 ///
@@ -75,7 +79,7 @@ pub struct ForkingMixIn {
     /// Python forks regardless (3.12 only warns).
     pub fork_with_threads: bool,
     /// In the order forked, so that the oldest is first.
-    active_children: Mutex<VecDeque<Pid>>,
+    active_children: Mutex<VecDeque<Child>>,
     /// Forks under way (a child not yet in `active_children`), so that a
     /// `server_close` on another thread waits for it too — without holding
     /// the lock across `fork()`, whose copy would stay locked in the child.
@@ -103,7 +107,7 @@ impl ForkingMixIn {
         self.active_children
             .lock()
             .iter()
-            .map(|pid| pid.as_raw().unsigned_abs())
+            .map(|child| child.pid.as_raw().unsigned_abs())
             .collect()
     }
 
@@ -111,7 +115,7 @@ impl ForkingMixIn {
     /// have exited (`blocking`: waits for every child). While `max_children`
     /// or more remain, waits for one of them to exit.
     pub fn collect_children(&self, blocking: bool) {
-        self.active_children.lock().retain(|&pid| !reap(pid, false));
+        self.reap_exited();
         // The waits below hold no lock: `active_children()` stays readable.
         loop {
             let children: Vec<Pid> = {
@@ -119,26 +123,45 @@ impl ForkingMixIn {
                 if children.len() < self.max_children.max(1) {
                     break;
                 }
-                children.iter().copied().collect()
+                children.iter().map(|child| child.pid).collect()
             };
-            let gone = wait_for_one(&children);
-            self.active_children.lock().retain(|&pid| pid != gone);
+            let (gone, status) = wait_for_one(&children);
+            let mut children = self.active_children.lock();
+            let at = children.iter().position(|child| child.pid == gone);
+            if let Some(child) = at.and_then(|at| children.remove(at)) {
+                child.ended(status);
+            }
         }
         if !blocking {
             return;
         }
         loop {
             let children = std::mem::take(&mut *self.active_children.lock());
-            for &pid in &children {
-                reap(pid, true);
+            let none_left = children.is_empty();
+            for child in children {
+                let status = reap(child.pid, true);
+                child.ended(status.flatten());
             }
-            if children.is_empty() {
+            if none_left {
                 if self.forking.load(Ordering::SeqCst) == 0 {
                     return;
                 }
                 std::thread::yield_now(); // a fork under way: its child comes next
             }
         }
+    }
+
+    /// Reaps the children that have exited, without waiting.
+    fn reap_exited(&self) {
+        let mut children = self.active_children.lock();
+        let mut running = VecDeque::with_capacity(children.len());
+        for child in children.drain(..) {
+            match reap(child.pid, false) {
+                Some(status) => child.ended(status),
+                None => running.push_back(child),
+            }
+        }
+        *children = running;
     }
 
     /// Reaps children until none is left (true) or `deadline` passes.
@@ -148,7 +171,7 @@ impl ForkingMixIn {
             return true;
         };
         loop {
-            self.active_children.lock().retain(|&pid| !reap(pid, false));
+            self.reap_exited();
             if self.active_children.lock().is_empty() && self.forking.load(Ordering::SeqCst) == 0 {
                 return true;
             }
@@ -164,9 +187,9 @@ impl ForkingMixIn {
 
     /// Sends `signal` to every child still recorded.
     fn signal_children(&self, signal: Signal) {
-        for &pid in self.active_children.lock().iter() {
+        for child in self.active_children.lock().iter() {
             // ESRCH: it exited meanwhile, and waits to be reaped.
-            let _ = kill(pid, signal);
+            let _ = kill(child.pid, signal);
         }
     }
 
@@ -202,7 +225,7 @@ fn not_forked<S: BaseServer + ?Sized>(
     why: std::io::Error,
 ) {
     server.handle_error(&request, &client_address, &RequestError::Process(why));
-    server.shutdown_request(request);
+    super::shutdown_request(server, request);
 }
 
 /// How often `server_close` looks for exited children while it waits with
@@ -225,24 +248,47 @@ const RESET_IN_CHILD: [Signal; 4] = [
     Signal::SIGQUIT,
 ];
 
+/// A request served by a child process, as the parent records it.
+#[derive(Debug)]
+struct Child {
+    pid: Pid,
+    /// Where the request's outcome and the connection's end are counted.
+    server: ServerHandle,
+    /// The connection, counted open until the child is gone.
+    connection: Option<Elsewhere>,
+}
+
+impl Child {
+    /// The child is gone, with this exit status (`None`: killed by a
+    /// signal, or reaped by someone else).
+    fn ended(self, status: Option<i32>) {
+        self.server
+            .counters()
+            .ended(Outcome::from_exit_status(status));
+        if let Some(connection) = self.connection {
+            self.server.connections().left_elsewhere(connection);
+        }
+    }
+}
+
 /// Waits until one of `children` (oldest first) exits, reaps it, and
-/// returns it. Python's
-/// `waitpid(-1)` would reap any child, the program's own included; here the
-/// next child to exit is only peeked at (WNOWAIT) and reaped if it is ours —
-/// if it is not, the oldest of ours is waited for instead.
-fn wait_for_one(children: &[Pid]) -> Pid {
+/// returns it with its exit status. Python's `waitpid(-1)` would reap any
+/// child, the program's own included; here the next child to exit is only
+/// peeked at (WNOWAIT) and reaped if it is ours — if it is not, the oldest
+/// of ours is waited for instead.
+fn wait_for_one(children: &[Pid]) -> (Pid, Option<i32>) {
     let next = waitid(Id::All, WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT)
         .ok()
         .and_then(|status| status.pid())
         .filter(|pid| children.contains(pid));
     let pid = next.unwrap_or(children[0]);
-    reap(pid, true);
-    pid
+    (pid, reap(pid, true).flatten())
 }
 
-/// Waits for one of our children; true once it is gone (exited, or not ours
-/// any more).
-fn reap(pid: Pid, blocking: bool) -> bool {
+/// Waits for one of our children. `None`: still running (only without
+/// `blocking`); `Some(status)` once it is gone, with its exit status
+/// (`None` when a signal ended it, or it was not ours to reap).
+fn reap(pid: Pid, blocking: bool) -> Option<Option<i32>> {
     let flags = if blocking {
         None
     } else {
@@ -250,12 +296,13 @@ fn reap(pid: Pid, blocking: bool) -> bool {
     };
     loop {
         match waitpid(pid, flags) {
-            Ok(WaitStatus::StillAlive) => return false,
-            Ok(WaitStatus::Exited(..) | WaitStatus::Signaled(..)) => return true,
-            Ok(_) => return false,
+            Ok(WaitStatus::StillAlive) => return None,
+            Ok(WaitStatus::Exited(_, status)) => return Some(Some(status)),
+            Ok(WaitStatus::Signaled(..)) => return Some(None),
+            Ok(_) => return None,
             Err(Errno::EINTR) => continue,
             // ECHILD: reaped elsewhere already, or never ours.
-            Err(_) => return true,
+            Err(_) => return Some(None),
         }
     }
 }
@@ -263,8 +310,9 @@ fn reap(pid: Pid, blocking: bool) -> bool {
 impl MixIn for ForkingMixIn {
     /// Python's `ForkingMixIn.process_request`: fork; the parent records the
     /// child and closes its copy of the request (`close_request`, no
-    /// shutdown); the child runs [`process_request_thread`] and exits with
-    /// status 0, or 1 if the request failed, without running destructors.
+    /// shutdown); the child runs [`process_request_thread`](super::process_request_thread)
+    /// and exits with status 0, or 1 if the request failed (2 if its
+    /// handler panicked), without running destructors.
     fn process_request<S: BaseServer + ?Sized>(
         &self,
         server: &Arc<S>,
@@ -285,7 +333,15 @@ impl MixIn for ForkingMixIn {
         // module's docs: refused above unless the program opted in.
         match unsafe { fork() } {
             Ok(ForkResult::Parent { child }) => {
-                self.active_children.lock().push_back(child);
+                let handle = server.base().handle();
+                let connection =
+                    <S::Transport as Transport>::Kind::readiness(S::Transport::view(&request))
+                        .and_then(|fd| handle.connections().move_elsewhere(fd.as_raw_fd()));
+                self.active_children.lock().push_back(Child {
+                    pid: child,
+                    server: handle.clone(),
+                    connection,
+                });
                 self.forking.fetch_sub(1, Ordering::SeqCst);
                 server.close_request(request);
             }
@@ -302,15 +358,15 @@ impl MixIn for ForkingMixIn {
                 // Whatever a hook does — even a panicking shutdown_request —
                 // the child must exit here, never return into the serve
                 // loop as a second server (Python's `finally: os._exit`).
-                let ok = crate::panic::catch(|| {
-                    process_request_thread(&**server, request, client_address)
+                let outcome = crate::panic::catch(|| {
+                    process_request_outcome(&**server, request, client_address)
                 })
-                .unwrap_or(false);
+                .unwrap_or(Outcome::Panicked);
                 // SAFETY: `_exit` ends the child at once. Unlike
                 // `process::exit`, it runs no atexit handlers and flushes no
                 // buffers copied from the parent, which would then be
                 // written twice — Python's `os._exit`.
-                unsafe { nix::libc::_exit(if ok { 0 } else { 1 }) }
+                unsafe { nix::libc::_exit(outcome.exit_status()) }
             }
             Err(errno) => {
                 self.forking.fetch_sub(1, Ordering::SeqCst);

@@ -31,11 +31,13 @@ pub(crate) use coroutine::suspend;
 #[cfg(not(feature = "coroutine"))]
 pub(crate) use without_coroutines as suspend;
 
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::handler::RequestKind;
-use crate::{AddressOf, BaseServer, RequestError, RequestOf, ServerHandle, Transport};
+use crate::server::stats::Outcome;
+use crate::{AddressOf, BaseServer, Refusal, RequestError, RequestOf, ServerHandle, Transport};
 
 /// A concurrency policy: what `process_request` does with a request.
 ///
@@ -144,7 +146,7 @@ pub(crate) fn hand_over_refusable<S: BaseServer + ?Sized, T>(
                 &client_address,
                 &RequestError::Process(err),
             );
-            server.shutdown_request(request);
+            shutdown_request(server, request);
         }
     }
     let slot: Arc<Slot<S>> = Arc::new(parking_lot::Mutex::new(Some((request, client_address))));
@@ -184,9 +186,18 @@ pub fn process_request_thread<S: BaseServer + ?Sized>(
     request: RequestOf<S>,
     client_address: AddressOf<S>,
 ) -> bool {
-    let ok = finish_and_report(server, &request, &client_address);
-    server.shutdown_request(request);
-    ok
+    process_request_outcome(server, request, client_address) == Outcome::Served
+}
+
+/// [`process_request_thread`], saying how the request ended.
+pub(crate) fn process_request_outcome<S: BaseServer + ?Sized>(
+    server: &S,
+    request: RequestOf<S>,
+    client_address: AddressOf<S>,
+) -> Outcome {
+    let outcome = finish_and_report(server, &request, &client_address);
+    shutdown_request(server, request);
+    outcome
 }
 
 /// [`process_request_thread`] on a pool worker, where a connection whose
@@ -199,24 +210,58 @@ pub(crate) fn process_request_or_park<S: BaseServer + ?Sized>(
     request: RequestOf<S>,
     client_address: AddressOf<S>,
 ) -> Option<(RequestOf<S>, AddressOf<S>)> {
-    let (ok, parked) = crate::handler::keep_alive::allowing_parking(|| {
+    let (outcome, parked) = crate::handler::keep_alive::allowing_parking(|| {
         finish_and_report(server, &request, &client_address)
     });
-    if parked && ok {
+    if parked && outcome == Outcome::Served {
         return Some((request, client_address));
     }
-    server.shutdown_request(request);
+    shutdown_request(server, request);
     None
 }
 
+/// How the crate ends a request: the connection leaves the count of open
+/// ones ([`ServerStats::open`](crate::ServerStats::open), the limits), then
+/// `shutdown_request` closes it.
+pub(crate) fn shutdown_request<S: BaseServer + ?Sized>(server: &S, request: RequestOf<S>) {
+    leave(server, &request);
+    server.shutdown_request(request);
+}
+
+/// How the crate refuses a request before its handler runs: counted by
+/// `reason`, out of the count of open connections, then `reject_request`
+/// (a panic there is logged: it must not take down the caller's thread).
+pub(crate) fn reject<S: BaseServer + ?Sized>(
+    server: &S,
+    request: RequestOf<S>,
+    client_address: AddressOf<S>,
+    reason: Refusal,
+) {
+    server.base().handle().counters().refused(reason);
+    leave(server, &request);
+    if let Err(message) =
+        crate::panic::catch(|| server.reject_request(request, client_address, reason))
+    {
+        log::error!("reject_request panicked: {message} (refusing: {reason})");
+    }
+}
+
+/// The request's connection counts as open no more: it is about to close.
+fn leave<S: BaseServer + ?Sized>(server: &S, request: &RequestOf<S>) {
+    let view = S::Transport::view(request);
+    if let Some(fd) = <S::Transport as Transport>::Kind::readiness(view) {
+        server.base().handle().connections().leave(fd.as_raw_fd());
+    }
+}
+
 /// `finish_request`, and `handle_error` if it failed or panicked: the part
-/// of `process_request_thread` before `shutdown_request`. Returns whether
-/// it succeeded.
+/// of `process_request_thread` before `shutdown_request`. Counts and
+/// returns how it ended.
 fn finish_and_report<S: BaseServer + ?Sized>(
     server: &S,
     request: &RequestOf<S>,
     client_address: &AddressOf<S>,
-) -> bool {
+) -> Outcome {
     let handle = server.base().handle();
     // A stream request's connection, for a bounded stop to shut down.
     let view = S::Transport::view(request);
@@ -226,13 +271,18 @@ fn finish_and_report<S: BaseServer + ?Sized>(
         Ok(Err(err)) => Some(RequestError::Handler(err)),
         Err(message) => Some(RequestError::Panic(message)),
     };
-    let ok = error.is_none();
+    let outcome = match &error {
+        None => Outcome::Served,
+        Some(RequestError::Panic(_)) => Outcome::Panicked,
+        Some(_) => Outcome::Failed,
+    };
+    handle.counters().ended(outcome);
     if let Some(error) = error {
         report(server, request, client_address, &error);
     }
     // Given up before shutdown_request closes the socket (see OpenRequests).
     drop(open);
-    ok
+    outcome
 }
 
 /// `handle_error`, guarded: a panicking `handle_error` is logged, and must

@@ -10,7 +10,7 @@ use super::Server;
 use crate::handler::RequestKind;
 use crate::mixin::MixIn;
 use crate::transport::Transport;
-use crate::{Address, RequestError, ServerHandle};
+use crate::{Address, Refusal, RequestError, ServerHandle, ServerStats};
 
 /// The request type of server `S`: `TcpStream` for TCP, `UnixStream` for Unix
 /// stream servers, a [`Packet`](crate::Packet) for datagram servers.
@@ -59,6 +59,7 @@ type KindOf<S> = <<S as BaseServer>::Transport as Transport>::Kind;
 /// [`shutdown`](BaseServer::shutdown),
 /// [`server_close`](BaseServer::server_close),
 /// [`with`](BaseServer::with),
+/// [`stats`](BaseServer::stats),
 /// [`fileno`](BaseServer::fileno),
 /// [`server_address`](BaseServer::server_address),
 /// [`shutdown_handle`](BaseServer::shutdown_handle).
@@ -241,6 +242,12 @@ pub trait BaseServer: Send + Sync + 'static {
         body(self)
     }
 
+    /// What the server has done so far (not in Python): see
+    /// [`ServerHandle::stats`].
+    fn stats(&self) -> ServerStats {
+        self.base().handle().stats()
+    }
+
     /// Python's `fileno()`: the listening socket's descriptor, or -1 once
     /// closed.
     fn fileno(&self) -> RawFd {
@@ -314,7 +321,7 @@ pub trait BaseServer: Send + Sync + 'static {
                     "process_request needs a server in serve_forever or handle_request",
                 );
                 self.handle_error(&request, &client_address, &RequestError::Process(error));
-                self.shutdown_request(request);
+                crate::mixin::shutdown_request(self, request);
             }
         }
     }
@@ -375,18 +382,39 @@ pub trait BaseServer: Send + Sync + 'static {
         }
     }
 
-    /// Called instead of `process_request` when the
-    /// [`ThreadPoolMixIn`](crate::ThreadPoolMixIn) is full and its policy is
-    /// [`Overload::Reject`](crate::mixin::Overload::Reject) (not in Python).
-    /// Override it to tell the client first (write "busy" to the
-    /// connection); call `self.base().reject_request(…)` to finish.
+    /// Called instead of `process_request` for a request refused before its
+    /// handler (not in Python): [`Server::max_connections`] or
+    /// [`Server::max_per_ip`] reached as it was accepted, or a full
+    /// [`ThreadPoolMixIn`](crate::ThreadPoolMixIn) under
+    /// [`Overload::Reject`](crate::mixin::Overload::Reject); `reason` says
+    /// which. Override it to act on the refusal (to tell the client, the
+    /// handler's [`refused`](crate::RequestHandler::refused) is the place:
+    /// it knows the protocol); call `self.base().reject_request(…)` to
+    /// finish.
     ///
-    /// Defaults to logging at `debug` level (the pool counts rejections:
-    /// [`PoolStats::rejected`](crate::mixin::PoolStats::rejected)) and
+    /// Defaults to the handler's [`refused`](crate::RequestHandler::refused)
+    /// (unless the server speaks TLS), logging at `debug` level (each
+    /// refusal is counted in [`stats`](BaseServer::stats)), and
     /// [`shutdown_request`](BaseServer::shutdown_request).
-    fn reject_request(&self, request: RequestOf<Self>, client_address: AddressOf<Self>) {
+    ///
+    /// [`Server::max_connections`]: crate::Server::max_connections
+    /// [`Server::max_per_ip`]: crate::Server::max_per_ip
+    fn reject_request(
+        &self,
+        request: RequestOf<Self>,
+        client_address: AddressOf<Self>,
+        reason: Refusal,
+    ) {
+        #[cfg(feature = "tls")]
+        let tls = self.base().tls.is_some();
+        #[cfg(not(feature = "tls"))]
+        let tls = false;
+        if !tls {
+            let handler = self.base().request_handler();
+            KindOf::<Self>::refused(handler, Self::Transport::view(&request), reason);
+        }
         let address: Address = client_address.into();
-        log::debug!("thread pool full: request from {address} refused");
+        log::debug!("request from {address} refused: {reason}");
         self.shutdown_request(request);
     }
 

@@ -17,7 +17,9 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex, RwLock};
 
+use super::connections::Connections;
 use super::open_requests::{OpenRequest, OpenRequests};
+use super::stats::{Counters, ServerStats};
 use crate::sys::Waker;
 
 /// A cheap, cloneable handle that shuts its server down: what `ctrlc`
@@ -52,8 +54,12 @@ struct Shared {
     server: RwLock<Option<Weak<dyn Any + Send + Sync>>>,
     /// Polled by `serve_forever` beside the listening socket.
     waker: Waker,
-    /// The connections of the requests in flight, for `stop_requests`.
+    /// The connections of the requests in flight, for `stop_requests` and
+    /// `request_timeout`.
     open_requests: OpenRequests,
+    /// The connections open, for the limits and `stats`.
+    connections: Connections,
+    counters: Counters,
 }
 
 struct State {
@@ -79,6 +85,8 @@ impl ServerHandle {
                 changed: Condvar::new(),
                 server: RwLock::new(None),
                 open_requests: OpenRequests::default(),
+                connections: Connections::default(),
+                counters: Counters::default(),
                 waker,
             }),
         })
@@ -180,6 +188,54 @@ impl ServerHandle {
     /// while the returned guard lives: drop it before closing the socket.
     pub(crate) fn open_request(&self, connection: BorrowedFd<'_>) -> OpenRequest<'_> {
         self.shared.open_requests.open(connection)
+    }
+
+    /// What the server has done so far: connections open, accepted and
+    /// refused (by reason), requests, errors and panics. Cheap (a lock to
+    /// count the open connections, the rest atomics): a handler or a
+    /// signal thread may log it at will.
+    ///
+    /// ```
+    /// use socketserver::{BaseServer, StreamRequest, TCPServer};
+    /// use std::io::Write;
+    /// use std::sync::Arc;
+    ///
+    /// let server = Arc::new(TCPServer::new("127.0.0.1:0", |r: &mut StreamRequest<'_>| {
+    ///     r.wfile.write_all(b"hi\n")
+    /// })?);
+    /// let client = std::net::TcpStream::connect(server.server_address())?;
+    /// server.handle_request()?;
+    /// assert_eq!(std::io::read_to_string(client)?, "hi\n");
+    /// let stats = server.stats();
+    /// assert_eq!((stats.accepted, stats.requests, stats.errors, stats.open), (1, 1, 0, 0));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn stats(&self) -> ServerStats {
+        let shared = &self.shared;
+        shared
+            .counters
+            .snapshot(shared.connections.open(), shared.open_requests.timed_out())
+    }
+
+    /// Gives the request open on `connection` a deadline `timeout` from
+    /// now ([`Server::request_timeout`](crate::Server::request_timeout)).
+    pub(crate) fn set_request_deadline(
+        &self,
+        connection: BorrowedFd<'_>,
+        timeout: Duration,
+        client: &crate::Address,
+    ) {
+        self.shared
+            .open_requests
+            .set_deadline(connection, timeout, client);
+    }
+
+    pub(crate) fn connections(&self) -> &Connections {
+        &self.shared.connections
+    }
+
+    pub(crate) fn counters(&self) -> &Counters {
+        &self.shared.counters
     }
 
     /// Asks `serve_forever` to stop and returns without waiting: the loop

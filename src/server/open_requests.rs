@@ -1,26 +1,55 @@
 //! [`OpenRequests`]: the connections of the stream requests in flight, so
 //! that a bounded stop can shut them down — a handler blocked in a read
 //! then sees end-of-file (or an error), returns, and its `finish` and
-//! `shutdown_request` run.
+//! `shutdown_request` run — and so that a request past its
+//! [`request_timeout`](crate::Server::request_timeout) is cut the same way
+//! by a watchdog thread.
 
+use std::collections::HashMap;
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
 
 use nix::sys::socket::{shutdown, Shutdown};
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
+
+use crate::Address;
 
 /// The descriptors of the connections whose requests are being handled.
 #[derive(Debug, Default)]
 pub(crate) struct OpenRequests {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
     inner: Mutex<Inner>,
+    /// Wakes the watchdog when a nearer deadline is set.
+    nearer: Condvar,
+    /// Requests cut at their deadline.
+    timed_out: AtomicU64,
 }
 
 #[derive(Debug, Default)]
 struct Inner {
-    /// One slot per open request; `None` once it has ended.
-    fds: Vec<Option<RawFd>>,
-    free: Vec<usize>,
+    /// The open requests' connections, with the deadline of each that has
+    /// one.
+    open: HashMap<RawFd, Option<Deadline>>,
     /// `stop` was called: a request that opens later is cut at once.
     stopping: bool,
+    /// The process whose watchdog thread runs (a forked child's copy of
+    /// this table has none: it starts its own).
+    watchdog: Option<u32>,
+    /// When the watchdog wakes next, unless woken.
+    wakes_at: Option<Instant>,
+}
+
+#[derive(Debug)]
+struct Deadline {
+    at: Instant,
+    timeout: Duration,
+    client: Address,
 }
 
 /// A request's place in [`OpenRequests`], given up when dropped — which
@@ -28,7 +57,7 @@ struct Inner {
 #[derive(Debug)]
 pub(crate) struct OpenRequest<'a> {
     registry: &'a OpenRequests,
-    slot: usize,
+    fd: RawFd,
 }
 
 impl OpenRequests {
@@ -36,44 +65,121 @@ impl OpenRequests {
     /// lives.
     pub(crate) fn open<'a>(&'a self, connection: BorrowedFd<'_>) -> OpenRequest<'a> {
         let fd = connection.as_raw_fd();
-        let mut inner = self.inner.lock();
+        let mut inner = self.shared.inner.lock();
         if inner.stopping {
             cut(fd);
         }
-        let slot = match inner.free.pop() {
-            Some(slot) => {
-                inner.fds[slot] = Some(fd);
-                slot
-            }
-            None => {
-                inner.fds.push(Some(fd));
-                inner.fds.len() - 1
-            }
-        };
-        OpenRequest {
-            registry: self,
-            slot,
-        }
+        inner.open.insert(fd, None);
+        OpenRequest { registry: self, fd }
     }
 
     /// Shuts down every open request's connection, and those of requests
     /// that open from now on. Returns how many were open.
     pub(crate) fn stop(&self) -> usize {
-        let mut inner = self.inner.lock();
+        let mut inner = self.shared.inner.lock();
         inner.stopping = true;
-        let open: Vec<RawFd> = inner.fds.iter().flatten().copied().collect();
-        // Under the lock: a request gives up its slot (taking this lock)
+        // Under the lock: a request gives up its place (taking this lock)
         // before its socket is closed, so every descriptor here is still
         // that request's open socket, never a number reused by another file.
-        for &fd in &open {
+        for &fd in inner.open.keys() {
             cut(fd);
         }
-        open.len()
+        inner.open.len()
     }
 
     /// Serving again after a stop: requests are no longer cut as they open.
     pub(crate) fn resume(&self) {
-        self.inner.lock().stopping = false;
+        self.shared.inner.lock().stopping = false;
+    }
+
+    /// Requests cut at their deadline so far.
+    pub(crate) fn timed_out(&self) -> u64 {
+        self.shared.timed_out.load(Ordering::Relaxed)
+    }
+}
+
+impl OpenRequests {
+    /// The request open on `connection` must end within `timeout` from
+    /// now (replacing an earlier deadline): past it, the watchdog cuts the
+    /// connection. Nothing happens if no request is open on it.
+    pub(crate) fn set_deadline(
+        &self,
+        connection: BorrowedFd<'_>,
+        timeout: Duration,
+        client: &Address,
+    ) {
+        let shared = &self.shared;
+        let at = Instant::now() + timeout;
+        let mut inner = shared.inner.lock();
+        let Some(deadline) = inner.open.get_mut(&connection.as_raw_fd()) else {
+            return;
+        };
+        *deadline = Some(Deadline {
+            at,
+            timeout,
+            client: client.clone(),
+        });
+        let pid = std::process::id();
+        if inner.watchdog != Some(pid) {
+            inner.watchdog = Some(pid);
+            let weak = Arc::downgrade(shared);
+            let started = std::thread::Builder::new()
+                .name("socketserver-deadlines".into())
+                .spawn(move || watch(&weak));
+            if let Err(err) = started {
+                inner.watchdog = None;
+                log::error!("cannot start the request_timeout watchdog thread: {err}");
+            }
+        }
+        // Most deadlines come after the watchdog's next wake-up: it sees
+        // them then. A nearer one must wake it now.
+        if inner.wakes_at.is_none_or(|wakes| at < wakes) {
+            shared.nearer.notify_one();
+        }
+    }
+}
+
+/// How long the watchdog lingers with no deadline to watch before its
+/// thread ends (the next deadline starts another).
+const WATCHDOG_LINGER: Duration = Duration::from_secs(5);
+
+/// The watchdog: sleeps until the nearest deadline, cuts the connections
+/// past theirs, and ends once none has been set for [`WATCHDOG_LINGER`] or
+/// the server is gone.
+fn watch(shared: &Weak<Shared>) {
+    loop {
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let mut inner = shared.inner.lock();
+        let now = Instant::now();
+        let mut nearest: Option<Instant> = None;
+        for (&fd, deadline) in inner.open.iter_mut() {
+            let Some(d) = deadline else { continue };
+            if d.at <= now {
+                // Counted first: whoever sees the cut sees the count.
+                shared.timed_out.fetch_add(1, Ordering::Relaxed);
+                // Under the lock, as in `stop`: the descriptor is still
+                // this request's.
+                cut(fd);
+                log::warn!(
+                    "request from {} cut off: it ran past its request_timeout of {:?}",
+                    d.client,
+                    d.timeout
+                );
+                *deadline = None;
+            } else {
+                nearest = Some(nearest.map_or(d.at, |n| n.min(d.at)));
+            }
+        }
+        let wait_until = nearest.unwrap_or(now + WATCHDOG_LINGER);
+        inner.wakes_at = Some(wait_until);
+        let timed_out = shared.nearer.wait_until(&mut inner, wait_until).timed_out();
+        if timed_out && nearest.is_none() && !inner.open.values().any(Option::is_some) {
+            inner.watchdog = None;
+            inner.wakes_at = None;
+            return;
+        }
     }
 }
 
@@ -86,9 +192,7 @@ fn cut(fd: RawFd) {
 
 impl Drop for OpenRequest<'_> {
     fn drop(&mut self) {
-        let mut inner = self.registry.inner.lock();
-        inner.fds[self.slot] = None;
-        inner.free.push(self.slot);
+        self.registry.shared.inner.lock().open.remove(&self.fd);
     }
 }
 
@@ -123,14 +227,13 @@ mod tests {
     }
 
     #[test]
-    fn ended_requests_are_not_cut_and_slots_are_reused() {
+    fn ended_requests_are_not_cut() {
         let registry = OpenRequests::default();
         let (mut client, server) = pair();
         let first = registry.open(server.as_fd());
         drop(first);
         let (_other_client, other) = pair();
         let second = registry.open(other.as_fd());
-        assert_eq!(second.slot, 0, "the freed slot is reused");
         drop(second);
         assert_eq!(registry.stop(), 0);
         // `server` was not cut: it still carries data.

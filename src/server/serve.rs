@@ -2,15 +2,16 @@
 //! `_handle_request_noblock`.
 
 use std::io;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::base::BaseServer;
+use super::base::{AddressOf, BaseServer, RequestOf};
 use super::selector::{self, AcceptBackoff, Ready};
+use crate::handler::RequestKind;
 use crate::mixin::MixIn;
 use crate::transport::Transport;
-use crate::RequestError;
+use crate::{Address, Refusal, RequestError};
 
 fn class<S: BaseServer>() -> &'static str {
     S::Transport::CLASS
@@ -128,8 +129,16 @@ pub(crate) fn handle_request<S: BaseServer>(server: &Arc<S>) -> io::Result<()> {
 /// `process_request` (or `shutdown_request` when refused). Only
 /// `get_request`'s error comes back; the rest is reported through
 /// `handle_error` or the log, so the loop never dies of one connection.
+/// Before `verify_request`, a stream connection is counted against the
+/// server's limits, and refused through `reject_request` beyond them.
 fn handle_request_noblock<S: BaseServer>(server: &Arc<S>) -> io::Result<()> {
     let (request, client_address) = server.get_request()?;
+    let root = server.base();
+    root.handle().counters().accepted();
+    if let Err(reason) = admit(&**server, &request, &client_address) {
+        crate::mixin::reject(&**server, request, client_address, reason);
+        return Ok(());
+    }
     match crate::panic::catch(|| server.verify_request(&request, &client_address)) {
         Ok(true) => {
             if let Err(message) =
@@ -138,11 +147,36 @@ fn handle_request_noblock<S: BaseServer>(server: &Arc<S>) -> io::Result<()> {
                 log::error!("{}: process_request panicked: {message}", class::<S>());
             }
         }
-        Ok(false) => server.shutdown_request(request),
+        Ok(false) => {
+            root.handle().counters().refused_by_verify();
+            crate::mixin::shutdown_request(&**server, request);
+        }
         Err(message) => {
             server.handle_error(&request, &client_address, &RequestError::Panic(message));
-            server.shutdown_request(request);
+            crate::mixin::shutdown_request(&**server, request);
         }
     }
     Ok(())
+}
+
+/// Counts a new stream connection among the open ones, or says which limit
+/// refuses it. Datagrams are not counted.
+fn admit<S: BaseServer>(
+    server: &S,
+    request: &RequestOf<S>,
+    client_address: &AddressOf<S>,
+) -> Result<(), Refusal> {
+    let view = S::Transport::view(request);
+    let Some(fd) = <S::Transport as Transport>::Kind::readiness(view) else {
+        return Ok(());
+    };
+    let root = server.base();
+    let limits = root.limits();
+    // The address is converted only when a limit needs it.
+    let ip = limits
+        .max_per_ip
+        .and_then(|_| Into::<Address>::into(client_address.clone()).ip());
+    root.handle()
+        .connections()
+        .admit(fd.as_raw_fd(), ip, limits)
 }

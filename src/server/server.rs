@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
 
+use super::connections::Limits;
 use super::socket_file::SocketFile;
 use crate::handler::RequestHandler;
 use crate::mixin::{MixIn, Synchronous};
@@ -77,6 +78,37 @@ pub struct Server<T: Transport, M: MixIn = Synchronous> {
     /// socketserver). `false` leaves the system's default (on Linux,
     /// `net.ipv6.bindv6only`, usually 0: dual-stack already). IPv6 only.
     pub dual_stack: bool,
+    /// At most this many stream connections open at once — running a
+    /// handler, waiting for a worker, kept alive between requests, or in a
+    /// forked child (not in Python). A connection beyond it is refused as
+    /// it is accepted: [`reject_request`](crate::BaseServer::reject_request)
+    /// runs with [`Refusal::MaxConnections`](crate::Refusal::MaxConnections)
+    /// (the HTTP server answers 503), then it is closed. Never queued
+    /// unseen; accepted again as soon as others close. Defaults to `None`:
+    /// no cap (descriptors and memory are the limit). Stream servers only.
+    pub max_connections: Option<usize>,
+    /// At most this many open stream connections per client IP address,
+    /// refused as `max_connections` is, with
+    /// [`Refusal::MaxPerIp`](crate::Refusal::MaxPerIp) (not in Python).
+    /// The address is the one `get_request` returns: behind a load
+    /// balancer, the balancer's own, even with `proxy_protocol` (the PROXY
+    /// header is read later, on the request's thread) — cap per client at
+    /// the balancer then. Defaults to `None`. Internet stream servers only.
+    pub max_per_ip: Option<usize>,
+    /// A deadline for each run of the handler on a stream connection, from
+    /// its start (not in Python, whose `timeout` bounds each read only, so
+    /// a client sending a byte just before each timeout holds a request for
+    /// ever). Past it the connection is shut down both ways: the handler's
+    /// next (or current) read sees end-of-file and its write an error, it
+    /// returns, and the request ends as usual; the cut is logged and counted
+    /// ([`ServerStats::timed_out`](crate::ServerStats::timed_out)). A kept
+    /// connection's deadline starts again with each run. The TLS handshake
+    /// and PROXY header have their own (the handler's `timeout`). Defaults
+    /// to `None`. Stream servers only.
+    ///
+    /// Under [`ForkingMixIn`](crate::ForkingMixIn) each child runs its own
+    /// watchdog thread.
+    pub request_timeout: Option<Duration>,
     /// Whether each connection starts with a PROXY protocol header giving
     /// the real client's address (behind HAProxy and the like; not in
     /// Python). Defaults to [`ProxyProtocol::Off`](crate::ProxyProtocol::Off).
@@ -193,6 +225,9 @@ impl<T: Transport, M: MixIn + Default> Server<T, M> {
             max_packet_size: 8192,
             unix_socket_mode: None,
             dual_stack: false,
+            max_connections: None,
+            max_per_ip: None,
+            request_timeout: None,
             #[cfg(feature = "proxy")]
             proxy_protocol: crate::ProxyProtocol::Off,
             #[cfg(feature = "tls")]
@@ -356,6 +391,14 @@ impl<T: Transport, M: MixIn> Server<T, M> {
         })
     }
 
+    /// What `serve_forever` checks a new connection against.
+    pub(crate) fn limits(&self) -> Limits {
+        Limits {
+            max_connections: self.max_connections,
+            max_per_ip: self.max_per_ip,
+        }
+    }
+
     pub(crate) fn get_request(&self) -> io::Result<(T::Request, T::Address)> {
         T::get_request(&self.socket()?, self.max_packet_size)
     }
@@ -403,7 +446,10 @@ impl<T: Transport, M: MixIn + fmt::Debug> fmt::Debug for Server<T, M> {
             .field("request_queue_size", &self.request_queue_size)
             .field("max_packet_size", &self.max_packet_size)
             .field("unix_socket_mode", &self.unix_socket_mode)
-            .field("dual_stack", &self.dual_stack);
+            .field("dual_stack", &self.dual_stack)
+            .field("max_connections", &self.max_connections)
+            .field("max_per_ip", &self.max_per_ip)
+            .field("request_timeout", &self.request_timeout);
         #[cfg(feature = "proxy")]
         debug.field("proxy_protocol", &self.proxy_protocol);
         debug.finish_non_exhaustive()

@@ -15,7 +15,7 @@ use crate::handler::RequestKind;
 use crate::mixin::in_flight::InFlight;
 use crate::mixin::threading::DEFAULT_STACK_SIZE;
 use crate::mixin::{process_request_or_park, MixIn};
-use crate::{AddressOf, BaseServer, RequestOf, ServerHandle, Transport};
+use crate::{AddressOf, BaseServer, Refusal, RequestOf, ServerHandle, Transport};
 
 type TransportOf<S> = <S as BaseServer>::Transport;
 
@@ -192,16 +192,20 @@ impl<S: BaseServer + ?Sized> Task for Request<S> {
         if let Some((request, client_address)) = parked {
             match pool.upgrade() {
                 Some(pool) => pool.dispatch(&server, request, client_address, Entry::Parked),
-                None => server.shutdown_request(request),
+                None => crate::mixin::shutdown_request(&*server, request),
             }
         }
     }
     fn reject(self: Box<Self>) {
-        self.server
-            .reject_request(self.request, self.client_address);
+        crate::mixin::reject(
+            &*self.server,
+            self.request,
+            self.client_address,
+            Refusal::Overload,
+        );
     }
     fn close(self: Box<Self>) {
-        self.server.shutdown_request(self.request);
+        crate::mixin::shutdown_request(&*self.server, self.request);
     }
 }
 
@@ -279,7 +283,7 @@ impl Pool {
         entry: Entry,
     ) {
         let Some(sender) = self.sender.lock().clone() else {
-            server.shutdown_request(request); // closed: nobody will run it
+            crate::mixin::shutdown_request(&**server, request); // closed: nobody will run it
             return;
         };
         let readiness =
@@ -307,7 +311,9 @@ impl Pool {
                     return self.reject(task(request, client_address));
                 }
                 (Admission::Full | Admission::Unwatched, Entry::Parked) => {
-                    return guarded("shutdown_request", || server.shutdown_request(request));
+                    return guarded("shutdown_request", || {
+                        crate::mixin::shutdown_request(&**server, request)
+                    });
                 }
                 (Admission::Unwatched, Entry::Accepted) => {}
             }
