@@ -15,7 +15,6 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use serving::Serving;
-use socketserver::http::{BaseHTTPRequestHandler, HTTPOptions, HTTPRequest, ThreadingHTTPServer};
 use socketserver::{
     BaseServer, ForkingMixIn, MixIn, RequestOf, Server, ServerStats, StreamRequest, Tcp,
     ThreadingMixIn,
@@ -142,71 +141,80 @@ fn stats_count_forked_children_from_their_exit_status() {
     });
 }
 
-/// An HTTP/1.1 hello, whose kept connection holds a server's one place.
-struct Hello;
+/// The HTTP handlers' 503 (feature `http`).
+#[cfg(feature = "http")]
+mod http {
+    use super::*;
+    use socketserver::http::{
+        BaseHTTPRequestHandler, HTTPOptions, HTTPRequest, ThreadingHTTPServer,
+    };
 
-impl BaseHTTPRequestHandler for Hello {
-    fn do_GET(&self, request: &mut HTTPRequest<'_>) -> io::Result<()> {
-        request.send_response(200)?;
-        request.send_header("Content-Length", 6)?;
-        request.end_headers();
-        request.wfile.write_all(b"hello\n")
-    }
-    fn log_message(&self, _: &HTTPRequest<'_>, _: std::fmt::Arguments<'_>) {}
-    fn options(&self) -> HTTPOptions {
-        HTTPOptions {
-            protocol_version: "HTTP/1.1".into(),
-            ..HTTPOptions::default()
+    /// An HTTP/1.1 hello, whose kept connection holds a server's one place.
+    struct Hello;
+
+    impl BaseHTTPRequestHandler for Hello {
+        fn do_GET(&self, request: &mut HTTPRequest<'_>) -> io::Result<()> {
+            request.send_response(200)?;
+            request.send_header("Content-Length", 6)?;
+            request.end_headers();
+            request.wfile.write_all(b"hello\n")
+        }
+        fn log_message(&self, _: &HTTPRequest<'_>, _: std::fmt::Arguments<'_>) {}
+        fn options(&self) -> HTTPOptions {
+            HTTPOptions {
+                protocol_version: "HTTP/1.1".into(),
+                ..HTTPOptions::default()
+            }
         }
     }
-}
 
-#[test]
-fn http_answers_503_over_max_connections() {
-    if !util::require_tool("python3") {
-        return;
-    }
-    bounded(LIMIT, || {
-        let mut base = ThreadingHTTPServer::new("127.0.0.1:0", Hello).unwrap();
-        base.max_connections = Some(1);
-        let server = Serving::start(base);
-        let address = server.server_address();
-        // A kept connection takes the one place.
-        let mut kept = TcpStream::connect(address).unwrap();
-        kept.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-            .unwrap();
-        let mut head = [0; 15];
-        kept.read_exact(&mut head).unwrap();
-        assert_eq!(&head, b"HTTP/1.1 200 OK");
-        let url = format!("http://{address}/");
-        let seen = util::python(
-            "import sys, urllib.request, urllib.error\n\
-             try:\n    urllib.request.urlopen(sys.argv[1], timeout=10)\n\
-             except urllib.error.HTTPError as e:\n    print(e.code, e.headers['Retry-After'], e.read().decode().strip())\n",
-            &[&url],
-        );
-        assert_eq!(
-            seen.trim(),
-            "503 1 503 Service Unavailable: max_connections reached"
-        );
-        drop(kept);
-        // Room again once the kept connection is gone.
-        let deadline = Instant::now() + CLIENT_TIMEOUT;
-        let served = loop {
-            let reply = util::python(
+    #[test]
+    fn http_answers_503_over_max_connections() {
+        if !util::require_tool("python3") {
+            return;
+        }
+        bounded(LIMIT, || {
+            let mut base = ThreadingHTTPServer::new("127.0.0.1:0", Hello).unwrap();
+            base.max_connections = Some(1);
+            let server = Serving::start(base);
+            let address = server.server_address();
+            // A kept connection takes the one place.
+            let mut kept = TcpStream::connect(address).unwrap();
+            kept.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                .unwrap();
+            let mut head = [0; 15];
+            kept.read_exact(&mut head).unwrap();
+            assert_eq!(&head, b"HTTP/1.1 200 OK");
+            let url = format!("http://{address}/");
+            let seen = util::python(
                 "import sys, urllib.request, urllib.error\n\
-                 try:\n    print(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode().strip())\n\
-                 except urllib.error.HTTPError as e:\n    print(e.code)\n",
+                 try:\n    urllib.request.urlopen(sys.argv[1], timeout=10)\n\
+                 except urllib.error.HTTPError as e:\n    print(e.code, e.headers['Retry-After'], e.read().decode().strip())\n",
                 &[&url],
             );
-            if reply.trim() == "hello" || Instant::now() > deadline {
-                break reply;
-            }
-        };
-        assert_eq!(served.trim(), "hello");
-        assert!(server.stats().refused_max_connections >= 1);
-        server.stop();
-    });
+            assert_eq!(
+                seen.trim(),
+                "503 1 503 Service Unavailable: max_connections reached"
+            );
+            drop(kept);
+            // Room again once the kept connection is gone.
+            let deadline = Instant::now() + CLIENT_TIMEOUT;
+            let served = loop {
+                let reply = util::python(
+                    "import sys, urllib.request, urllib.error\n\
+                     try:\n    print(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode().strip())\n\
+                     except urllib.error.HTTPError as e:\n    print(e.code)\n",
+                    &[&url],
+                );
+                if reply.trim() == "hello" || Instant::now() > deadline {
+                    break reply;
+                }
+            };
+            assert_eq!(served.trim(), "hello");
+            assert!(server.stats().refused_max_connections >= 1);
+            server.stop();
+        });
+    }
 }
 
 /// A line echo that serves each line as a run of its own (keep-alive).
