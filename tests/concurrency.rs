@@ -321,6 +321,14 @@ fn pool_reject_policy_answers_busy() {
             (1, 1, 1),
             "{stats:?}"
         );
+        // The server's counters: three accepted, the third refused, and
+        // the other two counted open (the refused one left before its reply).
+        let counted = server.stats();
+        assert_eq!(
+            (counted.accepted, counted.refused_overload, counted.open),
+            (3, 1, 2),
+            "{counted}"
+        );
 
         hold.release();
         assert_eq!(holder.join().unwrap(), b"hold\n");
