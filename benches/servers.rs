@@ -11,7 +11,7 @@
 //! `BENCH_ROUNDS=N` overrides the number of rounds.
 //!
 //! `BENCH_BASELINE=path/to/another/socketserver` adds that build's sync,
-//! threading and pool modes as "baseline …" rows, for before/after
+//! threading, pool and coroutine modes as "baseline …" rows, for before/after
 //! comparisons of a change.
 //!
 //! A full run writes docs/benchmarks.md (between its generated-results
@@ -328,6 +328,13 @@ impl Bins {
                 "pool",
                 udp,
                 workers,
+            ));
+            specs.push(Self::echo_program(
+                baseline,
+                "baseline coroutine",
+                "coroutine",
+                udp,
+                None,
             ));
         }
         let udp_arg: &[&str] = if udp { &["--udp"] } else { &[] };

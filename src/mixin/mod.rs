@@ -101,10 +101,11 @@ impl MixIn for Synchronous {
 }
 
 /// Hands a request to `start`, which runs the work it is given elsewhere (a
-/// new thread, a coroutine worker) and returns what it made of it. The work
-/// runs [`process_request_thread`] with `running` held. The request waits in
-/// a slot rather than in the work, so that if `start` fails it is still ours
-/// to report to `handle_error` and shut down; then `None` is returned.
+/// new thread) and returns what it made of it. The work runs
+/// [`process_request_thread`] with `running` held. The work waits in a slot
+/// rather than in what `start` is given, so that if `start` fails (a thread
+/// that cannot be spawned drops its closure) it is still ours to refuse:
+/// reported to `handle_error` and shut down; then `None` is returned.
 pub(crate) fn hand_over<S: BaseServer + ?Sized, T>(
     server: &Arc<S>,
     request: RequestOf<S>,
@@ -112,68 +113,88 @@ pub(crate) fn hand_over<S: BaseServer + ?Sized, T>(
     running: in_flight::Running,
     start: impl FnOnce(Box<dyn FnOnce() + Send>) -> std::io::Result<T>,
 ) -> Option<T> {
-    hand_over_refusable(server, request, client_address, running, |work| {
-        start(work.run)
-    })
+    let work = work(server, request, client_address, running);
+    let slot = Arc::new(parking_lot::Mutex::new(Some(work)));
+    let taken = Arc::clone(&slot);
+    let run = Box::new(move || {
+        let work = taken.lock().take();
+        if let Some(work) = work {
+            work.run();
+        }
+    });
+    match start(run) {
+        Ok(started) => Some(started),
+        Err(err) => {
+            let work = slot.lock().take();
+            if let Some(work) = work {
+                work.refuse(err);
+            }
+            None
+        }
+    }
 }
 
-/// The work [`hand_over_refusable`] gives: `run` serves the request;
-/// `refuse`, called instead by a runner that cannot run it after all (a
-/// coroutine worker without a stack for it), reports the error to
-/// `handle_error` and shuts the request down. Either releases `running`.
-pub(crate) struct Work {
-    pub(crate) run: Box<dyn FnOnce() + Send>,
-    // Only the coroutine runner (feature `coroutine`) refuses work.
-    #[cfg_attr(not(feature = "coroutine"), allow(dead_code))]
-    pub(crate) refuse: Box<dyn FnOnce(std::io::Error) + Send>,
+/// A request handed over to run elsewhere: [`run`](Work::run) serves it;
+/// [`refuse`](Work::refuse), called instead by a runner that cannot run it
+/// after all (a coroutine worker without a stack for it), reports the
+/// error to `handle_error` and shuts the request down. Either releases the
+/// in-flight count it holds.
+pub(crate) trait Work: Send {
+    fn run(self: Box<Self>);
+    fn refuse(self: Box<Self>, err: std::io::Error);
 }
 
-/// [`hand_over`] for a runner that may find out only later, elsewhere, that
-/// it cannot run the request: it is given [`Work`].
-pub(crate) fn hand_over_refusable<S: BaseServer + ?Sized, T>(
+/// The request, its server and its in-flight count, as [`Work`].
+struct Handed<S: BaseServer + ?Sized> {
+    server: Arc<S>,
+    request: RequestOf<S>,
+    client_address: AddressOf<S>,
+    running: in_flight::Running,
+}
+
+impl<S: BaseServer + ?Sized> Work for Handed<S> {
+    fn run(self: Box<Self>) {
+        let Handed {
+            server,
+            request,
+            client_address,
+            running,
+        } = *self;
+        running.enter();
+        process_request_thread(&*server, request, client_address);
+        // Finished before the server handle goes: if it was the last,
+        // dropping the server here waits for the others, not for us.
+        drop(running);
+        drop(server);
+    }
+
+    fn refuse(self: Box<Self>, err: std::io::Error) {
+        let Handed {
+            server,
+            request,
+            client_address,
+            running,
+        } = *self;
+        let error = RequestError::Process(err);
+        report(&*server, &request, &client_address, &error);
+        shutdown_request(&*server, request);
+        drop(running);
+    }
+}
+
+/// A request as [`Work`] for a runner elsewhere (one allocation).
+pub(crate) fn work<S: BaseServer + ?Sized>(
     server: &Arc<S>,
     request: RequestOf<S>,
     client_address: AddressOf<S>,
     running: in_flight::Running,
-    start: impl FnOnce(Work) -> std::io::Result<T>,
-) -> Option<T> {
-    type Slot<S> = parking_lot::Mutex<Option<(RequestOf<S>, AddressOf<S>)>>;
-    fn refuse<S: BaseServer + ?Sized>(server: &S, slot: &Slot<S>, err: std::io::Error) {
-        if let Some((request, client_address)) = slot.lock().take() {
-            report(
-                server,
-                &request,
-                &client_address,
-                &RequestError::Process(err),
-            );
-            shutdown_request(server, request);
-        }
-    }
-    let slot: Arc<Slot<S>> = Arc::new(parking_lot::Mutex::new(Some((request, client_address))));
-    let work_slot = Arc::clone(&slot);
-    let work_server = Arc::clone(server);
-    let run = Box::new(move || {
-        running.enter();
-        if let Some((request, client_address)) = work_slot.lock().take() {
-            process_request_thread(&*work_server, request, client_address);
-        }
-        // Finished before the server handle goes: if it was the last,
-        // dropping the server here waits for the others, not for us.
-        drop(running);
-        drop(work_server);
-    });
-    let (refuse_slot, refuse_server) = (Arc::clone(&slot), Arc::clone(server));
-    let work = Work {
-        run,
-        refuse: Box::new(move |err| refuse(&*refuse_server, &refuse_slot, err)),
-    };
-    match start(work) {
-        Ok(started) => Some(started),
-        Err(err) => {
-            refuse(&**server, &slot, err);
-            None
-        }
-    }
+) -> Box<dyn Work> {
+    Box::new(Handed {
+        server: Arc::clone(server),
+        request,
+        client_address,
+        running,
+    })
 }
 
 /// Python's `ThreadingMixIn.process_request_thread`: `finish_request`; on an

@@ -11,7 +11,7 @@ use parking_lot::Mutex;
 use super::thread_locals;
 use super::worker::{Job, Workers};
 use crate::mixin::in_flight::InFlight;
-use crate::mixin::{hand_over_refusable, MixIn};
+use crate::mixin::{work, MixIn};
 use crate::{AddressOf, BaseServer, RequestOf, ServerHandle};
 
 /// The default stack size of a request coroutine: 256 KiB of address space,
@@ -174,16 +174,15 @@ impl MixIn for CoroutineMixIn {
     ) {
         let running = self.in_flight.start();
         let client = client_address.clone().into();
-        hand_over_refusable(server, request, client_address, running, |work| {
-            match self.workers()?.submit(Job { work, client }) {
-                Ok(()) => Ok(()),
-                // Not taken: refused here, as hand_over would.
-                Err((job, err)) => {
-                    (job.work.refuse)(err);
-                    Ok(())
-                }
-            }
-        });
+        let work = work(server, request, client_address, running);
+        let submitted = match self.workers() {
+            Ok(workers) => workers.submit(Job { work, client }),
+            Err(err) => Err((Job { work, client }, err)),
+        };
+        // Not taken: refused here.
+        if let Err((job, err)) = submitted {
+            job.work.refuse(err);
+        }
     }
 
     /// Python's `server_close` for a mix-in with `block_on_close`: wait for

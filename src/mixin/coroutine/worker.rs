@@ -49,7 +49,7 @@ use crate::Address;
 /// A request for a worker: the work, and who it is for (named in
 /// warnings).
 pub(super) struct Job {
-    pub(super) work: Work,
+    pub(super) work: Box<dyn Work>,
     pub(super) client: Address,
 }
 
@@ -395,15 +395,14 @@ impl Worker {
             Ok(stack) => stack,
             Err(err) => {
                 // On this thread's own stack, outside any coroutine.
-                (work.refuse)(err);
+                work.refuse(err);
                 return;
             }
         };
         let bounds = (stack.limit().get(), stack.base().get());
-        let run = work.run;
         let co = Co::with_stack(stack, move |yielder, _first: Resume| {
             thread_locals::start_coroutine(yielder);
-            run();
+            work.run();
         });
         let id = self.coroutines.insert(Coroutine {
             co,
@@ -536,12 +535,24 @@ mod tests {
     /// before it fails rather than hangs.
     const BOUND: Duration = Duration::from_secs(10);
 
+    /// Work made of closures.
+    struct TestWork<R> {
+        run: R,
+        refused: mpsc::Sender<String>,
+    }
+
+    impl<R: FnOnce() + Send> Work for TestWork<R> {
+        fn run(self: Box<Self>) {
+            (self.run)();
+        }
+        fn refuse(self: Box<Self>, err: std::io::Error) {
+            self.refused.send(err.to_string()).unwrap();
+        }
+    }
+
     fn job(run: impl FnOnce() + Send + 'static, refused: mpsc::Sender<String>) -> Job {
         Job {
-            work: Work {
-                run: Box::new(run),
-                refuse: Box::new(move |err| refused.send(err.to_string()).unwrap()),
-            },
+            work: Box::new(TestWork { run, refused }),
             client: Address::Inet(([127, 0, 0, 1], 9).into()),
         }
     }
