@@ -2,9 +2,10 @@
 //! refused by `verify_request`, requests, handler errors and panics, open
 //! connections), in process and across forked children; the HTTP server's
 //! 503 for a connection over `max_connections`, seen by Python's urllib;
-//! `request_timeout` restarting with each run of a kept connection. The
-//! limits' own tests, from the command line in every mode, are in
-//! cli/tests/limits.rs.
+//! `request_timeout` restarting with each run of a kept connection; a
+//! forking `handle_request` loop at `max_connections` reaping before it
+//! refuses. The limits' own tests, from the command line in every mode,
+//! are in cli/tests/limits.rs.
 
 #[path = "util/serving.rs"]
 mod serving;
@@ -131,13 +132,50 @@ fn stats_count_forked_children_from_their_exit_status() {
         // Outcomes are counted as children are reaped (at most a second
         // after they exit, on an idle server).
         let deadline = Instant::now() + Duration::from_secs(10);
-        while server.stats().requests < 4 {
+        while server.stats().requests < 4 || server.stats().open > 0 {
             assert!(Instant::now() < deadline, "{:?}", server.stats());
             std::thread::sleep(Duration::from_millis(20)); // polling the reaper's work: no event to wait on
         }
         assert_eq!(server.stats(), expected_after_five());
         eprintln!("forking: {}", server.stats());
         server.stop();
+    });
+}
+
+/// A `handle_request` loop over a forking server at `max_connections`:
+/// a child that has exited is reaped before its connection can refuse the
+/// next client (a loop that reaped only in `process_request` refused every
+/// client after the first, for ever).
+#[test]
+fn forking_handle_request_admits_once_the_child_has_exited() {
+    use nix::sys::wait::{waitid, Id, WaitPidFlag};
+    use nix::unistd::Pid;
+    bounded(LIMIT, || {
+        let mut base = Server::<Tcp, ForkingMixIn>::new("127.0.0.1:0", by_line).unwrap();
+        base.mixin.fork_with_threads = true; // the harness's threads hold no lock a child needs
+        base.max_connections = Some(1);
+        let server = std::sync::Arc::new(base);
+        let address = server.server_address();
+        for _ in 0..3 {
+            let client = std::thread::spawn(move || exchange(address, 1, "ok\n"));
+            server.handle_request().unwrap();
+            assert_eq!(client.join().unwrap(), b"ok\n", "{}", server.stats());
+            // Wait for the child's exit without reaping it: reaping is the
+            // server's to do, at the next request.
+            for pid in server.mixin.active_children() {
+                let pid = Pid::from_raw(pid as i32);
+                waitid(Id::Pid(pid), WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT).unwrap();
+            }
+        }
+        server.server_close();
+        let stats = server.stats();
+        let refused = stats.refused_max_connections;
+        assert_eq!(
+            (stats.accepted, refused, stats.requests),
+            (3, 0, 3),
+            "{stats}"
+        );
+        assert_eq!(stats.open, 0, "{stats}");
     });
 }
 

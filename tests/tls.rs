@@ -1,7 +1,8 @@
 //! TLS (feature `tls`): a rustls client and Python's ssl module against a
 //! TLS echo server with a self-signed certificate; a client that stalls in
 //! its handshake does not stall anyone else (the handshake runs on the
-//! request's own thread, not the accept loop's); a bad handshake is an error.
+//! request's own thread, not the accept loop's); a bad handshake is an error;
+//! `request_timeout` cuts a client silent after its handshake.
 #![cfg(feature = "tls")]
 
 mod util;
@@ -9,7 +10,7 @@ mod util;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rustls::pki_types::{CertificateDer, ServerName};
 #[cfg(feature = "coroutine")]
@@ -29,12 +30,11 @@ fn tls_server_in<M: MixIn + Default>(certificate: &Certificate) -> Arc<Server<Tc
     Arc::new(server)
 }
 
-/// A rustls client exchange: send a line, read the echo to the end.
-fn rustls_exchange(
+/// A rustls client connected to `address`, trusting `root`.
+fn rustls_client(
     address: SocketAddr,
     root: &CertificateDer<'static>,
-    message: &[u8],
-) -> io::Result<Vec<u8>> {
+) -> io::Result<rustls::StreamOwned<rustls::ClientConnection, TcpStream>> {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(root.clone()).unwrap();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -48,7 +48,16 @@ fn rustls_exchange(
             .unwrap();
     let socket = TcpStream::connect(address)?;
     socket.set_read_timeout(Some(CLIENT_TIMEOUT))?;
-    let mut stream = rustls::StreamOwned::new(session, socket);
+    Ok(rustls::StreamOwned::new(session, socket))
+}
+
+/// A rustls client exchange: send a line, read the echo to the end.
+fn rustls_exchange(
+    address: SocketAddr,
+    root: &CertificateDer<'static>,
+    message: &[u8],
+) -> io::Result<Vec<u8>> {
+    let mut stream = rustls_client(address, root)?;
     stream.write_all(message)?;
     let mut reply = Vec::new();
     stream.read_to_end(&mut reply)?;
@@ -265,22 +274,7 @@ fn a_cut_without_close_notify_reads_as_truncated() {
         let client = std::thread::spawn({
             let root = certificate.cert.der().clone();
             move || {
-                let mut roots = rustls::RootCertStore::empty();
-                roots.add(root).unwrap();
-                let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-                    rustls::crypto::ring::default_provider(),
-                ))
-                .with_safe_default_protocol_versions()
-                .unwrap()
-                .with_root_certificates(roots)
-                .with_no_client_auth();
-                let session = rustls::ClientConnection::new(
-                    Arc::new(config),
-                    ServerName::try_from("localhost").unwrap(),
-                )
-                .unwrap();
-                let socket = util::client(address);
-                let mut stream = rustls::StreamOwned::new(session, socket);
+                let mut stream = rustls_client(address, &root).unwrap();
                 // Half a line, sent once the handshake is done; then the
                 // TCP connection is cut, with no close_notify.
                 stream.write_all(b"half a li").unwrap();
@@ -296,5 +290,42 @@ fn a_cut_without_close_notify_reads_as_truncated() {
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert!(errors[0].contains("without close_notify"), "{errors:?}");
         server.server_close();
+    });
+}
+
+/// `request_timeout` bounds a TLS request too, from the handshake's end: a
+/// client that completes its handshake and then says nothing is cut at the
+/// deadline (the watchdog knows the accepted socket, which the session
+/// reads through a duplicate of).
+#[test]
+fn request_timeout_cuts_a_silent_tls_client() {
+    bounded(LIMIT, || {
+        let certificate = certificate();
+        let mut base = ThreadingTCPServer::new("127.0.0.1:0", line_echo).unwrap();
+        base.tls = Some(tls::server_config_from_pem(&certificate.chain, &certificate.key).unwrap());
+        base.request_timeout = Some(Duration::from_millis(300));
+        let server = Arc::new(base);
+        let serving = serve(&server, None);
+        let mut stream = rustls_client(server.server_address(), certificate.cert.der()).unwrap();
+        while stream.conn.is_handshaking() {
+            stream.conn.complete_io(&mut stream.sock).unwrap();
+        }
+        let silent = Instant::now();
+        let mut reply = Vec::new();
+        // The server's cut ends the connection without close_notify: an
+        // error for this client, or an end of file; either way no echo,
+        // and long before the client's own 10 s timeout.
+        let ended = stream.read_to_end(&mut reply);
+        let cut_after = silent.elapsed();
+        assert!(reply.is_empty(), "{reply:?}");
+        assert!(
+            !matches!(&ended, Err(err) if err.kind() == io::ErrorKind::WouldBlock),
+            "not cut: {ended:?}"
+        );
+        assert!(cut_after < Duration::from_secs(5), "{cut_after:?}");
+        assert_eq!(server.stats().timed_out, 1);
+        eprintln!("silent TLS client cut after {cut_after:?} ({ended:?})");
+        server.shutdown().unwrap();
+        serving.join().unwrap().unwrap();
     });
 }

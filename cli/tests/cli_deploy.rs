@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use util::{bounded, python, tcp_exchange, TEST_STR};
+use util::{bounded, tcp_exchange, TEST_STR};
 use util::{Running, BIN};
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -123,7 +123,7 @@ fn tls_echo_from_the_command_line() {
             ]
             .concat(),
         );
-        let out = python(
+        let out = util::python(
             r#"
 import socket, ssl, sys
 context = ssl.create_default_context(cafile=sys.argv[2])

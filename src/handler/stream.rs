@@ -49,17 +49,27 @@ impl RequestKind for Stream {
         let request_timeout = server.request_timeout;
         #[cfg(feature = "tls")]
         if let Some(config) = &server.tls {
+            let settings = Settings {
+                options: &options,
+                request_timeout,
+                counted_as: connection.fd(),
+            };
             return run_tls(
                 handler,
                 config,
                 connection,
                 client_address,
                 handle,
-                (&options, request_timeout),
+                settings,
             );
         }
         let request = StreamRequest::new(connection, client_address, handle, &options);
-        run_on(handler, request, (&options, request_timeout), may_park)
+        let settings = Settings {
+            options: &options,
+            request_timeout,
+            counted_as: connection.fd(),
+        };
+        run_on(handler, request, settings, may_park)
     }
 
     fn shutdown_request(connection: Connection<'_>) {
@@ -231,7 +241,7 @@ fn run_tls(
     server: &ServerHandle,
     settings: Settings<'_>,
 ) -> io::Result<()> {
-    let options = settings.0;
+    let options = settings.options;
     let timeout = options
         .timeout
         .unwrap_or(crate::tls::DEFAULT_HANDSHAKE_TIMEOUT);
@@ -242,8 +252,17 @@ fn run_tls(
     result.and(closed)
 }
 
-/// The handler's options, and the server's `request_timeout`.
-type Settings<'a> = (&'a StreamOptions, Option<Duration>);
+/// What `run_on` needs besides the request.
+struct Settings<'a> {
+    /// The handler's options.
+    options: &'a StreamOptions,
+    /// The server's `request_timeout`.
+    request_timeout: Option<Duration>,
+    /// The descriptor the server knows this connection by, for the
+    /// deadline: the accepted socket, which a TLS session reads through a
+    /// duplicate of.
+    counted_as: BorrowedFd<'a>,
+}
 
 /// Runs the handler on `request`, again for as long as it asks to
 /// ([`StreamRequest::serve_again`]), or until it may park instead. Each
@@ -251,15 +270,14 @@ type Settings<'a> = (&'a StreamOptions, Option<Duration>);
 fn run_on(
     handler: &dyn RequestHandler<Stream>,
     mut request: StreamRequest<'_>,
-    (options, request_timeout): Settings<'_>,
+    settings: Settings<'_>,
     may_park: bool,
 ) -> io::Result<()> {
-    request.connection.apply(options)?;
+    request.connection.apply(settings.options)?;
     loop {
-        if let Some(timeout) = request_timeout {
-            let fd = request.connection.fd();
+        if let Some(timeout) = settings.request_timeout {
             let server = request.server;
-            server.set_request_deadline(fd, timeout, &request.client_address);
+            server.set_request_deadline(settings.counted_as, timeout, &request.client_address);
         }
         request.again = false;
         super::run_handler(handler, &mut request)?;

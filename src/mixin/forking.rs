@@ -224,7 +224,12 @@ fn not_forked<S: BaseServer + ?Sized>(
     client_address: AddressOf<S>,
     why: std::io::Error,
 ) {
-    server.handle_error(&request, &client_address, &RequestError::Process(why));
+    super::report(
+        server,
+        &request,
+        &client_address,
+        &RequestError::Process(why),
+    );
     super::shutdown_request(server, request);
 }
 
@@ -262,12 +267,14 @@ impl Child {
     /// The child is gone, with this exit status (`None`: killed by a
     /// signal, or reaped by someone else).
     fn ended(self, status: Option<i32>) {
-        self.server
-            .counters()
-            .ended(Outcome::from_exit_status(status));
+        // The connection first: a request counted as done has no
+        // connection left open in `stats()`.
         if let Some(connection) = self.connection {
             self.server.connections().left_elsewhere(connection);
         }
+        self.server
+            .counters()
+            .ended(Outcome::from_exit_status(status));
     }
 }
 

@@ -176,7 +176,16 @@ fn admit<S: BaseServer>(
     let ip = limits
         .max_per_ip
         .and_then(|_| Into::<Address>::into(client_address.clone()).ip());
-    root.handle()
-        .connections()
-        .admit(fd.as_raw_fd(), ip, limits)
+    let admit = || {
+        root.handle()
+            .connections()
+            .admit(fd.as_raw_fd(), ip, limits)
+    };
+    admit().or_else(|_| {
+        // Connections that ended in forked children are counted open until
+        // the children are reaped, which a `handle_request` loop does only
+        // after a request: reap now, then look again.
+        root.mixin.service_actions();
+        admit()
+    })
 }

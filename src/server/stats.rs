@@ -55,13 +55,17 @@ pub struct ServerStats {
     pub refused_overload: u64,
     /// Handler runs that ended, successfully or not (a kept connection
     /// served again, [`StreamRequest::serve_again`](crate::StreamRequest::serve_again),
-    /// counts once per run).
+    /// counts once per run). Under [`ForkingMixIn`](crate::ForkingMixIn),
+    /// once per child: the parent sees only the child's exit status, not
+    /// how many runs its connection had.
     pub requests: u64,
     /// Requests whose handler returned an error (not panics).
     pub errors: u64,
     /// Requests whose handler panicked.
     pub panics: u64,
-    /// Connections cut at their [`Server::request_timeout`](crate::Server::request_timeout).
+    /// Connections cut at their [`Server::request_timeout`](crate::Server::request_timeout)
+    /// (not counted under [`ForkingMixIn`](crate::ForkingMixIn): the child
+    /// cuts its own, and its exit status says only that the request failed).
     pub timed_out: u64,
 }
 
