@@ -14,7 +14,7 @@
 mod util;
 
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::os::unix::net::UnixDatagram;
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Output, Stdio};
@@ -23,7 +23,10 @@ use std::time::{Duration, Instant};
 
 #[cfg(feature = "proxy")]
 use socketserver::ProxyProtocol;
-use socketserver::{BaseServer, CoroutineTCPServer, CoroutineUnixDatagramServer, StreamRequest};
+use socketserver::{
+    AddressOf, BaseServer, CoroutineMixIn, CoroutineTCPServer, CoroutineUDPServer,
+    CoroutineUnixDatagramServer, RequestOf, StreamRequest, Udp,
+};
 use util::{bounded, line_echo, payload, serve, Recorder, TimedEcho, CLIENT_TIMEOUT};
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -485,4 +488,76 @@ fn stack_overflow_child() {
     // The process ends here: the read would see the reply otherwise.
     let reply = util::read_to_end(&client);
     panic!("the overflow did not abort: {reply:?}");
+}
+
+/// A coroutine UDP server that records the thread each `verify_request`
+/// runs on.
+struct ThreadsSeen {
+    base: CoroutineUDPServer,
+    seen: parking_lot::Mutex<Vec<String>>,
+}
+
+impl BaseServer for ThreadsSeen {
+    type Transport = Udp;
+    type MixIn = CoroutineMixIn;
+    fn base(&self) -> &CoroutineUDPServer {
+        &self.base
+    }
+    fn verify_request(&self, _: &RequestOf<Self>, _: &AddressOf<Self>) -> bool {
+        let thread = std::thread::current();
+        self.seen
+            .lock()
+            .push(thread.name().unwrap_or("unnamed").to_owned());
+        true
+    }
+}
+
+/// Under serve_forever the workers read a datagram server's socket
+/// themselves (the request loop runs on them); once serve_forever has
+/// returned they take nothing more: a datagram sent then waits for the next
+/// handle_request.
+#[test]
+fn datagrams_are_taken_by_the_workers_until_serve_forever_returns() {
+    bounded(LIMIT, || {
+        let mut base = CoroutineUDPServer::new("127.0.0.1:0", util::datagram_line_echo).unwrap();
+        base.mixin.workers = 2;
+        let server = Arc::new(ThreadsSeen {
+            base,
+            seen: parking_lot::Mutex::new(Vec::new()),
+        });
+        let serving = serve(&server, None);
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        client.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
+        client.connect(server.server_address()).unwrap();
+        let mut reply = [0; 64];
+        for i in 0..20 {
+            let line = format!("datagram {i}\n");
+            client.send(line.as_bytes()).unwrap();
+            let n = client.recv(&mut reply).unwrap();
+            assert_eq!(&reply[..n], line.as_bytes());
+        }
+        {
+            let seen = server.seen.lock();
+            assert_eq!(seen.len(), 20);
+            assert!(
+                seen.iter()
+                    .all(|thread| thread.starts_with("socketserver-coroutines-")),
+                "verify_request ran on {seen:?}"
+            );
+        }
+        server.shutdown().unwrap();
+        serving.join().unwrap().unwrap();
+        // serve_forever has returned: this one is left in the socket's queue
+        // for the caller's handle_request, on this thread.
+        client.send(b"after\n").unwrap();
+        server.handle_request().unwrap();
+        let n = client.recv(&mut reply).unwrap();
+        assert_eq!(&reply[..n], b"after\n");
+        let here = std::thread::current()
+            .name()
+            .unwrap_or("unnamed")
+            .to_owned();
+        assert_eq!(server.seen.lock().last(), Some(&here));
+        server.server_close();
+    });
 }

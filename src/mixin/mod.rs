@@ -18,6 +18,8 @@ mod threading;
 pub(crate) mod without_coroutines;
 
 #[cfg(feature = "coroutine")]
+pub(crate) use coroutine::TakingDatagrams;
+#[cfg(feature = "coroutine")]
 pub use coroutine::{CoroutineMixIn, DEFAULT_COROUTINE_STACK_SIZE};
 pub use forking::ForkingMixIn;
 pub use pool::{Dispatch, Overload, PoolStats, ThreadPoolMixIn};

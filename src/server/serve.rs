@@ -11,7 +11,7 @@ use super::selector::{self, AcceptBackoff, Ready};
 use crate::handler::RequestKind;
 use crate::mixin::MixIn;
 use crate::transport::Transport;
-use crate::{Address, Refusal, RequestError};
+use crate::{Address, Datagram, Refusal, RequestError};
 
 fn class<S: BaseServer>() -> &'static str {
     S::Transport::CLASS
@@ -25,6 +25,11 @@ pub(crate) fn serve_forever<S: BaseServer>(
     let handle = root.handle();
     let _serving = handle.start_serving()?;
     root.serve_as(server);
+    // Dropped before `_serving`: no datagram is taken once we return.
+    #[cfg(feature = "coroutine")]
+    let on_workers = datagrams_on_workers(server)?;
+    #[cfg(not(feature = "coroutine"))]
+    let on_workers: Option<()> = None;
     let mut backoff = AcceptBackoff::default();
     while !handle.shutdown_requested() {
         let ready = match backoff.delay() {
@@ -42,7 +47,10 @@ pub(crate) fn serve_forever<S: BaseServer>(
                     Err(err) => return Err(err),
                 };
                 let interval = poll_interval.or_else(|| root.mixin.poll_interval());
-                selector::select(Some(socket.as_fd()), Some(handle.waker()), interval)?
+                // The workers wait for the datagrams: this thread only for
+                // shutdown (and the interval).
+                let socket = on_workers.is_none().then_some(socket.as_fd());
+                selector::select(socket, Some(handle.waker()), interval)?
             }
         };
         // bpo-35017: a shutdown() that came during the wait wins over a
@@ -94,6 +102,37 @@ pub(crate) fn serve_forever<S: BaseServer>(
         }
     }
     Ok(())
+}
+
+/// For a datagram server in coroutine mode: has the workers take the
+/// datagrams themselves while this lives. Handing each datagram from this
+/// thread to a worker cost more than most handlers do (docs/concurrency.md).
+#[cfg(feature = "coroutine")]
+fn datagrams_on_workers<S: BaseServer>(
+    server: &Arc<S>,
+) -> io::Result<Option<crate::mixin::TakingDatagrams<<S::Transport as Transport>::Socket>>> {
+    use std::any::{Any, TypeId};
+    let root = server.base();
+    let datagrams = TypeId::of::<<S::Transport as Transport>::Kind>() == TypeId::of::<Datagram>();
+    let coroutines = (&root.mixin as &dyn Any).downcast_ref::<crate::CoroutineMixIn>();
+    let (true, Some(coroutines)) = (datagrams, coroutines) else {
+        return Ok(None);
+    };
+    let taker = Arc::clone(server);
+    let take = Box::new(move || handle_request_noblock(&taker));
+    match coroutines.take_datagrams(root.socket()?, take) {
+        Ok(taking) => Ok(Some(taking)),
+        // No worker to take them (threads or epoll sets exhausted): this
+        // thread reads, and each request is refused as process_request
+        // finds no worker.
+        Err(err) => {
+            log::warn!(
+                "{}: the coroutine workers cannot take datagrams ({err}); reading them on the serving thread",
+                class::<S>()
+            );
+            Ok(None)
+        }
+    }
 }
 
 /// The most requests `serve_forever` takes per wake-up before it polls

@@ -2,6 +2,8 @@
 //! coroutines (hand the request to a worker) and what `server_close` waits
 //! for.
 
+use std::io;
+use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
@@ -9,7 +11,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 
 use super::thread_locals;
-use super::worker::{Job, Workers};
+use super::worker::{Job, TakeDatagram, Workers};
 use crate::mixin::in_flight::InFlight;
 use crate::mixin::{work, MixIn};
 use crate::{AddressOf, BaseServer, RequestOf, ServerHandle};
@@ -71,7 +73,14 @@ pub const DEFAULT_COROUTINE_STACK_SIZE: usize = 256 * 1024;
 /// for the next requests (32 per worker).
 ///
 /// Datagram servers accept it too: each datagram's handler runs on a
-/// coroutine, and its reply is sent without blocking the worker.
+/// coroutine, and its reply is sent without blocking the worker. Under
+/// `serve_forever` the workers read the server's socket themselves (a
+/// datagram wakes one of them, which takes what is waiting), so for a
+/// datagram server `get_request`, `verify_request` and `process_request`
+/// run on the worker threads, not on the thread in `serve_forever`, and
+/// `service_actions` runs only as often as `poll_interval` says. As in
+/// Python, `shutdown` must not be called from those three:
+/// `serve_forever` waits for them as it returns.
 ///
 /// ```
 /// use std::io::{BufRead, Read, Write};
@@ -149,6 +158,21 @@ impl CoroutineMixIn {
         self.in_flight.count()
     }
 
+    /// Has the workers take `socket`'s datagrams themselves with `take`
+    /// (which runs `get_request` to `process_request` for one), until the
+    /// guard returned is dropped: what `serve_forever` does for a datagram
+    /// server in this mode. The serving thread then only waits for
+    /// `shutdown`.
+    pub(crate) fn take_datagrams<F: AsFd>(
+        &self,
+        socket: Arc<F>,
+        take: TakeDatagram,
+    ) -> io::Result<TakingDatagrams<F>> {
+        let workers = self.workers()?;
+        workers.take_datagrams(socket.as_fd(), take)?;
+        Ok(TakingDatagrams { workers, socket })
+    }
+
     /// The worker threads, started on first use.
     fn workers(&self) -> std::io::Result<Arc<Workers>> {
         let mut pool = self.pool.lock();
@@ -158,6 +182,19 @@ impl CoroutineMixIn {
         let workers = Arc::new(Workers::start(self.workers.max(1), self.stack_size)?);
         *pool = Some(Arc::clone(&workers));
         Ok(workers)
+    }
+}
+
+/// The workers take a datagram socket's requests while this lives; when it
+/// is dropped, the takes under way end and no other starts.
+pub(crate) struct TakingDatagrams<F: AsFd> {
+    workers: Arc<Workers>,
+    socket: Arc<F>,
+}
+
+impl<F: AsFd> Drop for TakingDatagrams<F> {
+    fn drop(&mut self) {
+        self.workers.stop_taking_datagrams(self.socket.as_fd());
     }
 }
 

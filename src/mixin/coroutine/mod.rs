@@ -4,8 +4,8 @@
 //!
 //! | file | what is in it |
 //! |---|---|
-//! | `mixin.rs` | [`CoroutineMixIn`] and its settings: hands requests to the workers, waits for them on close |
-//! | `worker.rs` | `Workers` (the threads, a request to each in turn) and `Worker` (one thread's loop: resume what is ready, sleep in epoll_wait; what it does when something fails) |
+//! | `mixin.rs` | [`CoroutineMixIn`] and its settings: hands requests to the workers (or has them take a datagram socket's), waits for them on close |
+//! | `worker.rs` | `Workers` (the threads, a request to each in turn) and `Worker` (one thread's loop: resume what is ready, take datagrams, sleep in epoll_wait; what it does when something fails) |
 //! | `stacks.rs` | `Stacks`: a worker's coroutine stacks, finished ones kept for reuse |
 //! | `overflow.rs` | the SIGSEGV handler that turns a coroutine stack overflow into a loud abort |
 //! | `slab.rs` | `Slab`: a worker's coroutines by id |
@@ -32,6 +32,7 @@
 //! | `YIELDER` | a raw pointer to the running coroutine's corosensei `Yielder`, through which it suspends; null when none runs | the coroutine (`start_coroutine`, and `suspend` after each switch back); the worker nulls it (`leave_task`) | when a coroutine starts and each time it is resumed; after each resumption |
 //! | `RUNNING_STACK` | the running coroutine's stack mapping, for the SIGSEGV handler to recognise its guard page | the worker (`enter_task`, `leave_task`) | before and after each resumption |
 //! | `WORKER_NUMBER` | the worker's number, for the overflow message; `usize::MAX` on other threads (`on_worker`) | the worker (`become_worker`) | once |
+//! | `TAKEN` | while the worker takes a datagram: its pool, and the request `Workers::submit` kept for it to run | the worker (`taking_for`); `submit` (`keep_taken_job`) | around each datagram taken |
 //!
 //! What a coroutine may assume:
 //!
@@ -72,4 +73,5 @@ pub(crate) mod suspend;
 mod thread_locals;
 mod worker;
 
+pub(crate) use mixin::TakingDatagrams;
 pub use mixin::{CoroutineMixIn, DEFAULT_COROUTINE_STACK_SIZE};

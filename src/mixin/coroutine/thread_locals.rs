@@ -10,7 +10,7 @@ use std::cell::{Cell, RefCell};
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::ptr;
-use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use corosensei::Yielder;
@@ -18,6 +18,7 @@ use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollEvent, EpollFlags};
 
 use super::suspend::{Interest, Resume, Suspend};
+use super::worker::Job;
 
 /// How many socket operations a coroutine may complete in a row, without
 /// ever waiting, before it yields to the others on its worker (tokio's
@@ -41,7 +42,7 @@ thread_local! {
     /// The task the worker is running now (0 on any other thread).
     static CURRENT_TASK: Cell<u64> = const { Cell::new(0) };
     /// The worker's epoll set, which its coroutines add their sockets to.
-    static POLLER: RefCell<Option<Rc<Epoll>>> = const { RefCell::new(None) };
+    static POLLER: RefCell<Option<Arc<Epoll>>> = const { RefCell::new(None) };
     /// The descriptors this worker's tasks wait on or set timeouts for, with
     /// the task that did: a number reused by a later connection inherits
     /// neither registration nor timeouts.
@@ -58,6 +59,10 @@ thread_local! {
     /// Which worker this thread is (its name's number), for the overflow
     /// message; `usize::MAX` on any other thread.
     static WORKER_NUMBER: Cell<usize> = const { Cell::new(usize::MAX) };
+    /// While the worker takes a datagram: its pool's id, and the requests
+    /// that pool's `submit` kept here for the worker to run (0 and none
+    /// otherwise).
+    static TAKEN: RefCell<(u64, Vec<Job>)> = const { RefCell::new((0, Vec::new())) };
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -103,7 +108,7 @@ struct Timeouts {
 
 /// Makes the calling thread coroutine worker number `number`, waiting on
 /// `epoll`.
-pub(super) fn become_worker(number: usize, epoll: Rc<Epoll>) {
+pub(super) fn become_worker(number: usize, epoll: Arc<Epoll>) {
     POLLER.with(|p| *p.borrow_mut() = Some(epoll));
     WORKER_NUMBER.with(|n| n.set(number));
 }
@@ -112,6 +117,37 @@ pub(super) fn become_worker(number: usize, epoll: Rc<Epoll>) {
 /// or not): one that must not wait for the workers to exit.
 pub(crate) fn on_worker() -> bool {
     WORKER_NUMBER.with(Cell::get) != usize::MAX
+}
+
+/// Runs `take` (one datagram off the server's socket) with the requests
+/// that `pool` is given meanwhile kept on this thread
+/// ([`keep_taken_job`]); returns what `take` returned and those requests.
+pub(super) fn taking_for<R>(pool: u64, take: impl FnOnce() -> R) -> (R, Vec<Job>) {
+    /// Forgets the pool even if `take` panics.
+    struct Taking;
+    impl Drop for Taking {
+        fn drop(&mut self) {
+            TAKEN.with(|t| t.borrow_mut().0 = 0);
+        }
+    }
+    TAKEN.with(|t| t.borrow_mut().0 = pool);
+    let taking = Taking;
+    let taken = take();
+    drop(taking);
+    (taken, TAKEN.with(|t| std::mem::take(&mut t.borrow_mut().1)))
+}
+
+/// Keeps `job` for this thread's worker if it is taking a datagram for
+/// `pool`; gives it back otherwise.
+pub(super) fn keep_taken_job(pool: u64, job: Job) -> Result<(), Job> {
+    TAKEN.with(|t| {
+        let mut taken = t.borrow_mut();
+        if taken.0 != pool {
+            return Err(job);
+        }
+        taken.1.push(job);
+        Ok(())
+    })
 }
 
 /// Called by the worker before each resumption of task `id`, with the read

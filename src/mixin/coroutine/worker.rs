@@ -20,12 +20,19 @@
 //! * A stack overflow: the process aborts with a message (`overflow.rs`).
 //! * A resumption that keeps the worker from its loop longer than
 //!   [`SLOW_STEP`]: a warning naming the request's client.
+//!
+//! A datagram server's socket is read by the workers themselves while
+//! `serve_forever` runs ([`Workers::take_datagrams`]): each worker's epoll
+//! holds it (`EPOLLEXCLUSIVE`, so a datagram wakes one worker), and the
+//! worker that is woken takes the datagrams waiting and runs each request
+//! at once, on its own thread. Handing each datagram from the serving
+//! thread to a worker cost more than the handler did.
 
 use std::collections::{BTreeSet, VecDeque};
-use std::os::fd::{AsFd, RawFd};
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, RawFd};
 use std::panic::{self, AssertUnwindSafe};
-use std::rc::Rc;
-use std::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -35,7 +42,7 @@ use corosensei::CoroutineResult;
 use crossbeam_channel::{Receiver, Sender};
 use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 
 use super::overflow;
 use super::slab::Slab;
@@ -72,18 +79,44 @@ pub(super) const SLOW_STEP: Duration = Duration::from_millis(100);
 /// At most one slow-step warning per worker in this long.
 const WARN_EVERY: Duration = Duration::from_secs(1);
 
+/// Takes one request off a datagram server's socket and hands it to
+/// `process_request` (Python's `_handle_request_noblock`); `WouldBlock`
+/// when no datagram is waiting.
+pub(super) type TakeDatagram = Box<dyn Fn() -> io::Result<()> + Send + Sync>;
+
+/// The most datagrams a worker takes per wake-up before it looks at its
+/// inbox and its other coroutines again.
+const DATAGRAM_BATCH: usize = 32;
+
 /// The worker threads and the way to each.
-#[derive(Debug)]
 pub(super) struct Workers {
+    /// This pool among others in the process: a request that one of its
+    /// workers takes off a datagram socket stays on that worker.
+    id: u64,
     inboxes: Vec<Inbox>,
     next: AtomicUsize,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    /// Set while the workers take datagrams themselves; each take holds it
+    /// read, so that none starts once `stop_taking_datagrams` has it.
+    taking: Arc<RwLock<Option<TakeDatagram>>>,
+}
+
+impl std::fmt::Debug for Workers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Workers")
+            .field("id", &self.id)
+            .field("inboxes", &self.inboxes)
+            .field("taking_datagrams", &self.taking.read().is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug)]
 struct Inbox {
     sender: Sender<Message>,
     wake: Arc<Doorbell>,
+    /// The worker's epoll set, where a datagram socket is added for it.
+    epoll: Arc<Epoll>,
 }
 
 /// How a worker is woken for a new message: its eventfd, written only when
@@ -127,6 +160,9 @@ impl std::fmt::Debug for Message {
 
 impl Workers {
     pub(super) fn start(count: usize, stack_size: usize) -> std::io::Result<Workers> {
+        static POOLS: AtomicU64 = AtomicU64::new(1);
+        let id = POOLS.fetch_add(1, Ordering::Relaxed);
+        let taking = Arc::new(RwLock::new(None));
         let mut inboxes = Vec::with_capacity(count);
         let mut threads = Vec::with_capacity(count);
         for n in 0..count {
@@ -135,24 +171,49 @@ impl Workers {
                 waker: Waker::new()?,
                 sleeping: AtomicBool::new(false),
             });
-            let worker_wake = Arc::clone(&wake);
+            let epoll = Arc::new(Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?);
+            epoll.add(
+                wake.waker.as_fd(),
+                EpollEvent::new(EpollFlags::EPOLLIN, WAKE),
+            )?;
+            let (worker_wake, worker_epoll) = (Arc::clone(&wake), Arc::clone(&epoll));
+            let worker_taking = Arc::clone(&taking);
             let thread = thread::Builder::new()
                 .name(format!("socketserver-coroutines-{n}"))
-                .spawn(move || work(n, receiver, worker_wake, stack_size))?;
-            inboxes.push(Inbox { sender, wake });
+                .spawn(move || {
+                    work(Worker::new(
+                        (id, n),
+                        receiver,
+                        worker_wake,
+                        worker_epoll,
+                        worker_taking,
+                        stack_size,
+                    ))
+                })?;
+            inboxes.push(Inbox {
+                sender,
+                wake,
+                epoll,
+            });
             threads.push(thread);
         }
         Ok(Workers {
+            id,
             inboxes,
             next: AtomicUsize::new(0),
             threads: Mutex::new(threads),
+            taking,
         })
     }
 
     /// Gives `job` to the next worker in turn (or, should that one have
     /// exited, to the next that has not); gives it back with the error
-    /// when none is left.
+    /// when none is left. A job submitted by one of these workers while it
+    /// takes a datagram stays on that worker.
     pub(super) fn submit(&self, job: Job) -> Result<(), (Job, std::io::Error)> {
+        let Err(job) = thread_locals::keep_taken_job(self.id, job) else {
+            return Ok(());
+        };
         let count = self.inboxes.len();
         let first = self.next.fetch_add(1, Ordering::Relaxed) % count;
         let mut message = Message::Job(job);
@@ -182,6 +243,37 @@ impl Workers {
         self.inboxes[0].wake.ring();
     }
 
+    /// From now on the workers take datagrams off `socket` themselves,
+    /// with `take`, until [`stop_taking_datagrams`](Self::stop_taking_datagrams).
+    pub(super) fn take_datagrams(
+        &self,
+        socket: BorrowedFd<'_>,
+        take: TakeDatagram,
+    ) -> io::Result<()> {
+        *self.taking.write() = Some(take);
+        // Exclusive: a datagram wakes one sleeping worker, not all of them.
+        let interest = EpollEvent::new(EpollFlags::EPOLLIN | EpollFlags::EPOLLEXCLUSIVE, DATAGRAMS);
+        for inbox in &self.inboxes {
+            if let Err(err) = inbox.epoll.add(socket, interest) {
+                self.stop_taking_datagrams(socket);
+                return Err(err.into());
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends [`take_datagrams`](Self::take_datagrams): waits for the takes
+    /// under way (a `get_request`, `verify_request` and `process_request`
+    /// each; not the handlers), and none starts after.
+    pub(super) fn stop_taking_datagrams(&self, socket: BorrowedFd<'_>) {
+        let take = self.taking.write().take();
+        for inbox in &self.inboxes {
+            // Not there if adding it failed.
+            let _ = inbox.epoll.delete(socket);
+        }
+        drop(take);
+    }
+
     /// Tells every worker to exit once its coroutines are done, and waits
     /// for them when `join`.
     pub(super) fn stop(&self, join: bool) {
@@ -200,17 +292,11 @@ impl Workers {
 
 /// A worker thread's life: its loop, started again after a failure (see
 /// the module doc).
-fn work(number: usize, inbox: Receiver<Message>, wake: Arc<Doorbell>, stack_size: usize) {
+fn work(mut worker: Worker) {
     let _signal_stack = overflow::alternate_stack();
     overflow::install_handler();
-    let mut worker = match Worker::new(number, inbox, wake, stack_size) {
-        Ok(worker) => worker,
-        Err(err) => {
-            // Its inbox goes with it: submit passes its requests on.
-            log::error!("coroutine worker {number} cannot start: {err}");
-            return;
-        }
-    };
+    worker.become_worker();
+    let number = worker.number;
     let mut pause = Duration::from_millis(10);
     loop {
         let started = Instant::now();
@@ -237,6 +323,9 @@ fn work(number: usize, inbox: Receiver<Message>, wake: Arc<Doorbell>, stack_size
 
 /// The epoll token of a worker's waker; tasks count from 1.
 const WAKE: u64 = 0;
+/// The epoll token of a datagram server's socket, while the workers take
+/// its datagrams.
+const DATAGRAMS: u64 = u64::MAX;
 
 type Co = corosensei::Coroutine<Resume, Suspend, (), DefaultStack>;
 
@@ -259,9 +348,13 @@ struct Coroutine {
 /// A worker thread: runs its coroutines in turn and sleeps in epoll_wait
 /// when all of them wait.
 struct Worker {
+    /// Its pool's id, and its number in the pool.
+    pool: u64,
+    number: usize,
     inbox: Receiver<Message>,
     wake: Arc<Doorbell>,
-    epoll: Rc<Epoll>,
+    epoll: Arc<Epoll>,
+    taking: Arc<RwLock<Option<TakeDatagram>>>,
     stacks: Stacks,
     coroutines: Slab<Coroutine>,
     runnable: VecDeque<(u64, Resume)>,
@@ -275,25 +368,20 @@ struct Worker {
 
 impl Worker {
     fn new(
-        number: usize,
+        (pool, number): (u64, usize),
         inbox: Receiver<Message>,
         wake: Arc<Doorbell>,
+        epoll: Arc<Epoll>,
+        taking: Arc<RwLock<Option<TakeDatagram>>>,
         stack_size: usize,
-    ) -> std::io::Result<Worker> {
-        // This thread runs nothing but requests: their panics are reported
-        // through handle_error, never printed, however their coroutines
-        // interleave.
-        crate::panic::capture_on_this_thread();
-        let epoll = Rc::new(Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?);
-        epoll.add(
-            wake.waker.as_fd(),
-            EpollEvent::new(EpollFlags::EPOLLIN, WAKE),
-        )?;
-        thread_locals::become_worker(number, Rc::clone(&epoll));
-        Ok(Worker {
+    ) -> Worker {
+        Worker {
+            pool,
+            number,
             inbox,
             wake,
             epoll,
+            taking,
             stacks: Stacks::new(stack_size.max(16 * 1024), KEPT_STACKS),
             coroutines: Slab::default(),
             runnable: VecDeque::new(),
@@ -301,7 +389,16 @@ impl Worker {
             stopping: false,
             last_warning: None,
             unreported_slow_steps: 0,
-        })
+        }
+    }
+
+    /// Makes the calling thread this worker.
+    fn become_worker(&self) {
+        // This thread runs nothing but requests: their panics are reported
+        // through handle_error, never printed, however their coroutines
+        // interleave.
+        crate::panic::capture_on_this_thread();
+        thread_locals::become_worker(self.number, Arc::clone(&self.epoll));
     }
 
     /// After a failure of the loop: every coroutine runnable once more
@@ -355,6 +452,8 @@ impl Worker {
             for event in &events[..n] {
                 if event.data() == WAKE {
                     self.wake.waker.reset();
+                } else if event.data() == DATAGRAMS {
+                    self.take_datagrams();
                 } else {
                     self.wake_up(event.data(), Resume::Ready, event.events());
                 }
@@ -375,7 +474,11 @@ impl Worker {
     fn take_messages(&mut self) {
         loop {
             match self.inbox.try_recv() {
-                Ok(Message::Job(job)) => self.start(job),
+                Ok(Message::Job(job)) => {
+                    if let Some(id) = self.start(job) {
+                        self.runnable.push_back((id, Resume::Ready));
+                    }
+                }
                 Ok(Message::Stop) | Err(crossbeam_channel::TryRecvError::Disconnected) => {
                     self.stopping = true;
                     return;
@@ -387,16 +490,44 @@ impl Worker {
         }
     }
 
-    /// Puts `job` on a coroutine, runnable; without a stack for it, refuses
-    /// it (handle_error, shutdown_request, in-flight count released).
-    fn start(&mut self, job: Job) {
+    /// Takes up to [`DATAGRAM_BATCH`] datagrams off the server's socket,
+    /// running each request at once until it first waits or ends.
+    fn take_datagrams(&mut self) {
+        for _ in 0..DATAGRAM_BATCH {
+            let taking = self.taking.read();
+            // Stopped since epoll reported it.
+            let Some(take) = &*taking else { return };
+            let (taken, jobs) = thread_locals::taking_for(self.pool, take);
+            drop(taking);
+            for job in jobs {
+                if let Some(id) = self.start(job) {
+                    self.step(id, Resume::Ready);
+                }
+            }
+            match taken {
+                Ok(()) => {}
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return,
+                // Closed by server_close while serve_forever stops.
+                Err(err) if err.kind() == io::ErrorKind::NotConnected => return,
+                Err(err) => {
+                    log::warn!("coroutine worker {}: get_request: {err}", self.number);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Puts `job` on a coroutine and returns its id, to be resumed; without
+    /// a stack for it, refuses it (handle_error, shutdown_request,
+    /// in-flight count released).
+    fn start(&mut self, job: Job) -> Option<u64> {
         let Job { work, client } = job;
         let stack = match self.stacks.take() {
             Ok(stack) => stack,
             Err(err) => {
                 // On this thread's own stack, outside any coroutine.
                 work.refuse(err);
-                return;
+                return None;
             }
         };
         let bounds = (stack.limit().get(), stack.base().get());
@@ -413,7 +544,7 @@ impl Worker {
             deadline: None,
             fds: Vec::new(),
         });
-        self.runnable.push_back((id, Resume::Ready));
+        Some(id)
     }
 
     /// Makes a waiting coroutine runnable, adding what an event reported to
