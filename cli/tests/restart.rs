@@ -66,12 +66,25 @@ impl Family {
 
     fn spawn(command: &mut Command) -> Family {
         adopt_orphans();
-        let mut first = command
+        command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+            .stderr(Stdio::piped());
+        // ETXTBSY: a test's private copy of the program was just written,
+        // and a child that another test thread forked meanwhile holds the
+        // descriptor it was written through until that child execs (the
+        // known race of writing an executable in a threaded process). It
+        // passes within microseconds: try again, a bounded number of times.
+        let mut busy = 0;
+        let mut first = loop {
+            match command.spawn() {
+                Err(err) if err.kind() == std::io::ErrorKind::ExecutableFileBusy && busy < 100 => {
+                    busy += 1;
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                spawned => break spawned.unwrap(),
+            }
+        };
         let stdout = lines(first.stdout.take().unwrap());
         let stderr = lines(first.stderr.take().unwrap());
         let pid = Pid::from_raw(first.id() as i32);
