@@ -59,10 +59,12 @@ thread_local! {
     /// Which worker this thread is (its name's number), for the overflow
     /// message; `usize::MAX` on any other thread.
     static WORKER_NUMBER: Cell<usize> = const { Cell::new(usize::MAX) };
-    /// While the worker takes a datagram: its pool's id, and the requests
+    /// While the worker takes a datagram: its pool's id, and the request
     /// that pool's `submit` kept here for the worker to run (0 and none
-    /// otherwise).
-    static TAKEN: RefCell<(u64, Vec<Job>)> = const { RefCell::new((0, Vec::new())) };
+    /// otherwise). One datagram makes one request at most; should a
+    /// `process_request` of the user's submit more, the others go to the
+    /// workers' inboxes as usual.
+    static TAKEN: RefCell<(u64, Option<Job>)> = const { RefCell::new((0, None)) };
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -119,10 +121,10 @@ pub(crate) fn on_worker() -> bool {
     WORKER_NUMBER.with(Cell::get) != usize::MAX
 }
 
-/// Runs `take` (one datagram off the server's socket) with the requests
+/// Runs `take` (one datagram off the server's socket) with the request
 /// that `pool` is given meanwhile kept on this thread
-/// ([`keep_taken_job`]); returns what `take` returned and those requests.
-pub(super) fn taking_for<R>(pool: u64, take: impl FnOnce() -> R) -> (R, Vec<Job>) {
+/// ([`keep_taken_job`]); returns what `take` returned and that request.
+pub(super) fn taking_for<R>(pool: u64, take: impl FnOnce() -> R) -> (R, Option<Job>) {
     /// Forgets the pool even if `take` panics.
     struct Taking;
     impl Drop for Taking {
@@ -134,19 +136,18 @@ pub(super) fn taking_for<R>(pool: u64, take: impl FnOnce() -> R) -> (R, Vec<Job>
     let taking = Taking;
     let taken = take();
     drop(taking);
-    (taken, TAKEN.with(|t| std::mem::take(&mut t.borrow_mut().1)))
+    (taken, TAKEN.with(|t| t.borrow_mut().1.take()))
 }
 
 /// Keeps `job` for this thread's worker if it is taking a datagram for
-/// `pool`; gives it back otherwise.
+/// `pool` and keeps none yet; gives it back otherwise.
 pub(super) fn keep_taken_job(pool: u64, job: Job) -> Result<(), Job> {
-    TAKEN.with(|t| {
-        let mut taken = t.borrow_mut();
-        if taken.0 != pool {
-            return Err(job);
+    TAKEN.with(|t| match &mut *t.borrow_mut() {
+        (taking, kept @ None) if *taking == pool => {
+            *kept = Some(job);
+            Ok(())
         }
-        taken.1.push(job);
-        Ok(())
+        _ => Err(job),
     })
 }
 

@@ -497,12 +497,10 @@ impl Worker {
             let taking = self.taking.read();
             // Stopped since epoll reported it.
             let Some(take) = &*taking else { return };
-            let (taken, jobs) = thread_locals::taking_for(self.pool, take);
+            let (taken, job) = thread_locals::taking_for(self.pool, take);
             drop(taking);
-            for job in jobs {
-                if let Some(id) = self.start(job) {
-                    self.step(id, Resume::Ready);
-                }
+            if let Some(id) = job.and_then(|job| self.start(job)) {
+                self.step(id, Resume::Ready);
             }
             match taken {
                 Ok(()) => {}
